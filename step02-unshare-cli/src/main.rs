@@ -1,0 +1,253 @@
+//! # Step 02: `unshare(1)`, rebuilt
+//!
+//! The article's second command is `sudo unshare --root rootfs --mount-proc
+//! --pid --fork sh`. This program takes the same flags and does what
+//! util-linux's unshare does with them, in the same order: (1) pick the
+//! namespaces, (2) unshare(2), (3) map our user to root, (4) set mount
+//! propagation, (5) chroot, (6) fork and wait, (7) mount proc, (8) exec.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
+
+use std::{ffi::CString, ffi::OsString, os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, ValueEnum};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, raise, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, chdir, chroot, fork, getegid, geteuid};
+use nix::{errno::Errno, mount::MsFlags, mount::mount};
+
+/// Run a program in new namespaces, like unshare(1) from util-linux.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// New mount namespace: mounts made inside stay inside.
+    #[arg(short = 'm', long)]
+    mount: bool,
+    /// New UTS namespace: a hostname of its own.
+    #[arg(short = 'u', long)]
+    uts: bool,
+    /// New IPC namespace: its own message queues and shared memory.
+    #[arg(short = 'i', long)]
+    ipc: bool,
+    /// New network namespace: no network but a loopback device, which is down.
+    #[arg(short = 'n', long)]
+    net: bool,
+    /// New PID namespace for our children: the first one is PID 1 (see --fork).
+    #[arg(short = 'p', long)]
+    pid: bool,
+    /// New user namespace: user and group IDs of its own (see --map-root-user).
+    #[arg(short = 'U', long)]
+    user: bool,
+    /// Run COMMAND as our child, so that it enters the new PID namespace.
+    #[arg(short = 'f', long)]
+    fork: bool,
+    /// Mount a fresh proc on DIR (default /proc) before running COMMAND; implies --mount.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "/proc")]
+    mount_proc: Option<PathBuf>,
+    /// Be root inside a new user namespace, and only there; implies --user.
+    #[arg(short = 'r', long)]
+    map_root_user: bool,
+    /// Whether mounts propagate between the new mount namespace and the host's.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Propagation::Private)]
+    propagation: Propagation,
+    /// Change the root directory to DIR before running COMMAND, like chroot.
+    #[arg(short = 'R', long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The command to run and its arguments (default: $SHELL, else /bin/sh).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+/// Mount propagation: <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Propagation {
+    /// Nothing propagates either way.
+    Private,
+    /// Mounts propagate both ways.
+    Shared,
+    /// Mounts propagate from the host into the namespace only.
+    Slave,
+    /// Leave propagation as it is (on systemd hosts: shared).
+    Unchanged,
+}
+
+fn main() -> ExitCode {
+    match run(&Cli::parse()) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("step02-unshare-cli: {err:#}");
+            ExitCode::from(125) // as chroot(1): we failed before COMMAND ran
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+    let words = if cli.command.is_empty() { std::slice::from_ref(&shell) } else { &cli.command };
+    let command: Vec<CString> =
+        words.iter().map(|w| CString::new(w.as_bytes())).collect::<Result<_, _>>()?;
+    let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let proc_dir =
+        cli.mount_proc.as_ref().map(|dir| CString::new(dir.as_os_str().as_bytes())).transpose()?;
+    let (uid, gid) = (geteuid(), getegid()); // who we are before the user namespace
+
+    let flags = namespaces(cli);
+    unshare(flags).map_err(|err| match err {
+        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo, or add --map-root-user (see `cargo xtask doctor`)"),
+        _ => anyhow!("unshare failed: {err}"),
+    })?;
+    if cli.map_root_user {
+        map_root_user(uid.as_raw(), gid.as_raw())?;
+    }
+    if flags.contains(CloneFlags::CLONE_NEWNS) {
+        let proc_on_host_tree = if cli.root.is_none() { cli.mount_proc.as_ref() } else { None };
+        set_propagation(cli.propagation, proc_on_host_tree)?;
+    }
+    if let Some(root) = &cli.root {
+        chroot(root)
+            .with_context(|| format!("cannot change root directory to {}", root.display()))?;
+        chdir("/").context("cannot chdir into the new root")?;
+    }
+    if cli.fork {
+        return fork_and_wait(&argv, proc_dir.as_deref());
+    }
+    enter(&argv, proc_dir.as_deref())
+}
+
+// ANCHOR: namespaces
+/// (1) One CLONE_NEW* flag per namespace asked for. --mount-proc needs a mount
+/// namespace of its own, and --map-root-user a user namespace.
+/// <https://man7.org/linux/man-pages/man7/namespaces.7.html>
+fn namespaces(cli: &Cli) -> CloneFlags {
+    let mut flags = CloneFlags::empty();
+    for (wanted, flag) in [
+        (cli.mount || cli.mount_proc.is_some(), CloneFlags::CLONE_NEWNS),
+        (cli.uts, CloneFlags::CLONE_NEWUTS),
+        (cli.ipc, CloneFlags::CLONE_NEWIPC),
+        (cli.net, CloneFlags::CLONE_NEWNET),
+        (cli.pid, CloneFlags::CLONE_NEWPID),
+        (cli.user || cli.map_root_user, CloneFlags::CLONE_NEWUSER),
+    ] {
+        flags.set(flag, wanted);
+    }
+    flags
+}
+// ANCHOR_END: namespaces
+
+// ANCHOR: map_root_user
+/// (3) In a new user namespace nobody is mapped yet. Map our own uid and gid
+/// to 0 there, so the command is root inside and still us outside. The kernel
+/// wants setgroups denied before an unprivileged process writes gid_map.
+/// <https://man7.org/linux/man-pages/man7/user_namespaces.7.html>
+fn map_root_user(uid: u32, gid: u32) -> Result<()> {
+    for (file, line) in [
+        ("setgroups", "deny".to_string()),
+        ("uid_map", format!("0 {uid} 1")),
+        ("gid_map", format!("0 {gid} 1")),
+    ] {
+        std::fs::write(format!("/proc/self/{file}"), line)
+            .with_context(|| format!("cannot write /proc/self/{file}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: map_root_user
+
+// ANCHOR: propagation
+/// (4) Set the propagation of every mount, recursively. The default, private,
+/// is why a proc mounted inside does not appear on the host. Without a new
+/// root, a proc mount at `proc_dir` is made private first, as unshare(1) does.
+fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> {
+    let flags = match mode {
+        Propagation::Private => MsFlags::MS_PRIVATE,
+        Propagation::Shared => MsFlags::MS_SHARED,
+        Propagation::Slave => MsFlags::MS_SLAVE,
+        Propagation::Unchanged => return Ok(()),
+    };
+    mount(Some("none"), "/", None::<&str>, flags | MsFlags::MS_REC, None::<&str>)
+        .context("cannot change / propagation")?;
+    match proc_dir {
+        Some(dir) if mode != Propagation::Private => {
+            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+            match mount(Some("none"), dir, None::<&str>, private, None::<&str>) {
+                Ok(()) | Err(Errno::EINVAL) => Ok(()), // EINVAL: nothing mounted there yet
+                Err(err) => Err(err).context("cannot make the proc mount point private"),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+// ANCHOR_END: propagation
+
+// ANCHOR: fork
+/// (6) With --fork, the child goes on to (7) and (8) while we wait. We block
+/// Ctrl-C (it reaches the child anyway) and end the way the child ended: with
+/// its exit code, or killed by the same signal.
+/// <https://man7.org/linux/man-pages/man2/fork.2.html>
+fn fork_and_wait(
+    argv: &[*const libc::c_char],
+    proc_dir: Option<&std::ffi::CStr>,
+) -> Result<ExitCode> {
+    let blocked = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
+    let old_mask = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
+    let child = match unsafe { fork() }.context("fork failed")? {
+        ForkResult::Child => {
+            let _ = old_mask.thread_set_mask();
+            enter(argv, proc_dir)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    match waitpid(child, None).context("waitpid failed")? {
+        WaitStatus::Exited(_, code) => Ok(ExitCode::from(code as u8)),
+        WaitStatus::Signaled(_, sig, _) => {
+            // SAFETY: restoring the default action installs no handler.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+            let _ = SigSet::from_iter([sig]).thread_unblock();
+            let _ = raise(sig);
+            Ok(ExitCode::from(128 + sig as u8)) // only if the signal did not end us
+        }
+        status => Err(anyhow!("unexpected wait status {status:?}")),
+    }
+}
+// ANCHOR_END: fork
+
+// ANCHOR: enter
+/// (7) Mount a fresh proc (from inside the new PID namespace, when we forked),
+/// then (8) become the command. Async-signal-safe only: no allocation.
+/// <https://man7.org/linux/man-pages/man3/exec.3.html>
+fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
+    if let Some(dir) = proc_dir {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        if let Err(err) = mount(Some("proc"), dir, Some("proc"), flags, None::<&str>) {
+            die(125, &[b"mount ", dir.to_bytes(), b" failed: ", err.desc().as_bytes()]);
+        }
+    }
+    // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
+    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+    let err = Errno::last();
+    let cmd = unsafe { std::ffi::CStr::from_ptr(argv[0]) }.to_bytes(); // SAFETY: as above
+    die(
+        if err == Errno::ENOENT { 127 } else { 126 },
+        &[b"failed to execute ", cmd, b": ", err.desc().as_bytes()],
+    )
+}
+// ANCHOR_END: enter
+
+/// Report a failure without allocating, then exit at once.
+fn die(code: i32, message: &[&[u8]]) -> ! {
+    for part in [&b"step02-unshare-cli: "[..]].iter().chain(message).chain(&[&b"\n"[..]]) {
+        let _ = nix::unistd::write(std::io::stderr(), part);
+    }
+    unsafe { libc::_exit(code) } // SAFETY: async-signal-safe; skips the parent's at-exit work
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

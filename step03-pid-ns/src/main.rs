@@ -1,0 +1,159 @@
+//! # Step 03: a PID namespace, in code
+//!
+//! `unshare --pid --fork --mount-proc` as a program, on the host's own files:
+//! no chroot here, because hiding processes and hiding files are separate.
+//! (1) new PID and mount namespaces, (2) make all mounts private, (3) fork: the
+//! child is PID 1, (4) the child mounts a fresh /proc in its own mount
+//! namespace (the host's /proc is untouched), (5) the child becomes the command.
+//! `--no-fork` skips (3) to show why `unshare --pid` needs `--fork`.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
+
+use std::{ffi::CString, os::unix::ffi::OsStrExt, process::ExitCode};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid};
+use nix::{errno::Errno, mount::MsFlags, mount::mount};
+
+/// Run COMMAND as PID 1 of a new PID namespace, with a /proc that shows only it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Skip the fork, to see the classic mistake: COMMAND keeps its host PID,
+    /// and once its first child exits, every fork fails with ENOMEM.
+    #[arg(long)]
+    no_fork: bool,
+    /// The command to run, and its arguments.
+    #[arg(default_value = "/bin/sh", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+fn main() -> ExitCode {
+    match run(&Cli::parse()) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("step03-pid-ns: {err:#}");
+            ExitCode::from(125) // as chroot(1): the runtime itself failed
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let command: Vec<CString> =
+        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    new_namespaces()?;
+    make_mounts_private()?;
+    if cli.no_fork {
+        explain_no_fork(&command[0]);
+        container(&argv); // we are not PID 1, and neither will the command be
+    }
+    fork_container(&argv)
+}
+
+// ANCHOR: unshare
+/// (1) New PID and mount namespaces. We enter the mount namespace at once; the
+/// PID namespace is only for the children we create from now on.
+/// <https://man7.org/linux/man-pages/man7/pid_namespaces.7.html>
+fn new_namespaces() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS).map_err(|err| match err {
+        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
+        _ => anyhow!("failed to unshare the PID and mount namespaces: {err}"),
+    })
+}
+// ANCHOR_END: unshare
+
+// ANCHOR: private
+/// (2) Make every mount private, so the proc we mount in (4) stays in our
+/// mount namespace instead of propagating to the host's /proc.
+/// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
+fn make_mounts_private() -> Result<()> {
+    let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    mount(Some("none"), "/", None::<&str>, flags, None::<&str>).context("failed to make / private")
+}
+// ANCHOR_END: private
+
+// ANCHOR: fork
+/// (3) Fork. The child is the first process in the new PID namespace: its PID 1.
+/// <https://man7.org/linux/man-pages/man2/fork.2.html>
+fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
+    // Ctrl-C goes to every process on the terminal. The shell handles it; we must
+    // not die of it and leave the shell behind, so we block it while we wait.
+    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
+    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
+    match unsafe { fork() }.context("failed to fork")? {
+        ForkResult::Child => {
+            let _ = old_mask.thread_set_mask();
+            container(argv)
+        }
+        ForkResult::Parent { child } => wait_for(child),
+    }
+}
+// ANCHOR_END: fork
+
+// ANCHOR: container
+/// (4) and (5), in the child: mount a fresh proc, then become the command.
+/// proc shows the PID namespace of whoever mounts it: here, PID 1's.
+/// Only async-signal-safe calls from here on (signal-safety(7)): no allocation.
+/// <https://man7.org/linux/man-pages/man5/proc.5.html>
+fn container(argv: &[*const libc::c_char]) -> ! {
+    if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>) {
+        die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
+    }
+    // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
+    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+    let err = Errno::last();
+    let cmd = unsafe { std::ffi::CStr::from_ptr(argv[0]) }.to_bytes(); // SAFETY: as above
+    die(
+        if err == Errno::ENOENT { 127 } else { 126 },
+        &[b"failed to run ", cmd, b": ", err.desc().as_bytes()],
+    )
+}
+// ANCHOR_END: container
+
+// ANCHOR: no_fork
+/// What `--no-fork` is about to show, said before the command replaces us.
+fn explain_no_fork(command: &std::ffi::CStr) {
+    let (cmd, pid) = (command.to_string_lossy(), getpid());
+    eprintln!(
+        "step03-pid-ns: --no-fork: {cmd} runs as PID {pid}, in the host's PID namespace: \
+         unshare(CLONE_NEWPID) moves only the children created after it.\n\
+         step03-pid-ns: {cmd}'s first child becomes PID 1 of the new namespace; once it exits, \
+         the namespace is dead and every later fork fails with ENOMEM (\"Cannot allocate memory\").\n\
+         step03-pid-ns: without --no-fork we fork first, as `unshare --fork` does."
+    );
+}
+// ANCHOR_END: no_fork
+
+// ANCHOR: wait
+/// The parent waits, and the container's status becomes ours (128+N for signal N).
+fn wait_for(child: Pid) -> Result<ExitCode> {
+    match waitpid(child, None).context("failed to wait for the container")? {
+        WaitStatus::Exited(_, code) => Ok(ExitCode::from(code as u8)),
+        WaitStatus::Signaled(_, signal, _) => Ok(ExitCode::from(128 + signal as u8)),
+        status => bail!("unexpected wait status {status:?}"),
+    }
+}
+// ANCHOR_END: wait
+
+/// Report a failure in the child without allocating, then exit at once.
+fn die(code: i32, message: &[&[u8]]) -> ! {
+    for part in [&b"step03-pid-ns: "[..]].iter().chain(message).chain(&[&b"\n"[..]]) {
+        let _ = nix::unistd::write(std::io::stderr(), part);
+    }
+    unsafe { libc::_exit(code) } // SAFETY: async-signal-safe; skips the parent's at-exit work
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

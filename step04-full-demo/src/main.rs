@@ -1,0 +1,185 @@
+//! # Step 04: the article's `container_demo.c`, in Rust
+//!
+//! Numbered as in the article: (1) new mount and PID namespaces, (2) make all
+//! mounts private, (3) chroot into the rootfs, (4) fork, (5) the child mounts a
+//! fresh /proc, (6) the child becomes the command while the parent waits.
+//!
+//! Two things the C program leaves out and we add: the container's exit status
+//! becomes ours (128+N when signal N killed it), and the container dies with us.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
+
+use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::{prctl::set_pdeathsig, wait::WaitStatus, wait::waitpid};
+use nix::unistd::{ForkResult, Pid, chdir, chroot, fork};
+use nix::{errno::Errno, mount::MsFlags, mount::mount};
+
+/// Run COMMAND in a tiny container: own mount and PID namespaces, ROOTFS as `/`.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The directory that becomes `/` inside the container.
+    #[arg(default_value = "./rootfs")]
+    rootfs: PathBuf,
+    /// The command to run as PID 1 inside the container, and its arguments.
+    #[arg(default_value = "/bin/sh", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+fn main() -> ExitCode {
+    match run(&Cli::parse()) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("step04-full-demo: {err:#}");
+            ExitCode::from(125) // as chroot(1): the runtime itself failed
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    check_rootfs(&cli.rootfs)?;
+    let command: Vec<CString> =
+        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    new_namespaces()?;
+    make_mounts_private()?;
+    change_root(&cli.rootfs)?;
+    fork_container(&command)
+}
+
+/// Fail early, with a hint, on the mistakes a learner is most likely to make.
+fn check_rootfs(rootfs: &Path) -> Result<()> {
+    let (root, proc) = (rootfs.display(), rootfs.join("proc"));
+    if !rootfs.exists() {
+        bail!("there is no rootfs at {root}\nhint: `cargo xtask rootfs` puts one in ./rootfs");
+    } else if !rootfs.is_dir() {
+        bail!("{root} is not a directory\nhint: give the directory of an unpacked root filesystem");
+    } else if !proc.symlink_metadata().is_ok_and(|meta| meta.is_dir()) {
+        // mount(2) follows symlinks: a /proc symlink could send (5) anywhere.
+        bail!(
+            "{root}/proc must be a directory (not missing, not a symlink): (5) mounts proc there"
+        );
+    }
+    Ok(())
+}
+
+// ANCHOR: unshare
+/// (1) New mount and PID namespaces. We enter the new mount namespace at once;
+/// the new PID namespace is only for the children we create from now on.
+/// <https://man7.org/linux/man-pages/man2/unshare.2.html>
+fn new_namespaces() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(|err| match err {
+        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
+        _ => anyhow!("failed to unshare the mount and PID namespaces: {err}"),
+    })
+}
+// ANCHOR_END: unshare
+
+// ANCHOR: private
+/// (2) The new mount namespace starts as a copy of the host's, and where `/`
+/// is *shared* (systemd's default) new mounts would propagate to the host.
+/// Making every mount private keeps ours to ourselves.
+/// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
+fn make_mounts_private() -> Result<()> {
+    let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    mount(Some("none"), "/", None::<&str>, flags, None::<&str>).context("failed to make / private")
+}
+// ANCHOR_END: private
+
+// ANCHOR: chroot
+/// (3) ROOTFS becomes `/`. chroot(2) leaves the working directory outside the
+/// new root, so we step into it with chdir("/").
+/// <https://man7.org/linux/man-pages/man2/chroot.2.html>
+fn change_root(rootfs: &Path) -> Result<()> {
+    chroot(rootfs).with_context(|| format!("failed to chroot into {}", rootfs.display()))?;
+    chdir("/").context("failed to chdir into the new root")
+}
+// ANCHOR_END: chroot
+
+// ANCHOR: fork
+/// (4) The child is the first process in the new PID namespace: its PID 1.
+/// <https://man7.org/linux/man-pages/man2/fork.2.html>
+fn fork_container(command: &[CString]) -> Result<ExitCode> {
+    // After fork the child must not allocate (signal-safety(7)): build exec's argv now.
+    let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // Ctrl-C goes to every process on the terminal. The container's shell handles
+    // it; we must not die of it (that would kill the container), so we block it.
+    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
+    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
+    match unsafe { fork() }.context("failed to fork")? {
+        ForkResult::Child => container(&argv, &old_mask),
+        ForkResult::Parent { child } => wait_for(child),
+    }
+}
+// ANCHOR_END: fork
+
+// ANCHOR: container
+/// The child: die with the parent, (5) mount proc, (6) become the command.
+fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
+    let _ = set_pdeathsig(Signal::SIGKILL); // if the runtime dies, the kernel kills us
+    let _ = old_mask.thread_set_mask();
+    if let Err(err) = mount_proc() {
+        die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
+    }
+    let err = exec(argv);
+    // SAFETY: argv[0] points into a live CString.
+    let cmd = unsafe { std::ffi::CStr::from_ptr(argv[0]) }.to_bytes();
+    let code = if err == Errno::ENOENT { 127 } else { 126 };
+    die(code, &[b"failed to run ", cmd, b" in the container: ", err.desc().as_bytes()])
+}
+// ANCHOR_END: container
+
+// ANCHOR: mount_proc
+/// (5) A fresh proc on /proc. proc shows the PID namespace of whoever mounts
+/// it, so the child mounts it, and `ps` sees only the container.
+/// <https://man7.org/linux/man-pages/man5/proc.5.html>
+fn mount_proc() -> nix::Result<()> {
+    mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>)
+}
+// ANCHOR_END: mount_proc
+
+// ANCHOR: exec
+/// (6) Become the command. execvp(3) returns only if it failed. We call libc
+/// because nix's wrapper allocates, which the child must not do.
+/// <https://man7.org/linux/man-pages/man3/exec.3.html>
+fn exec(argv: &[*const libc::c_char]) -> Errno {
+    // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
+    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
+    Errno::last()
+}
+// ANCHOR_END: exec
+
+// ANCHOR: wait
+/// The parent waits, and the container's status becomes ours: exit code N
+/// stays N; death by signal N becomes 128+N, as a shell reports it.
+/// <https://man7.org/linux/man-pages/man2/waitpid.2.html>
+fn wait_for(child: Pid) -> Result<ExitCode> {
+    match waitpid(child, None).context("failed to wait for the container")? {
+        WaitStatus::Exited(_, code) => Ok(ExitCode::from(code as u8)),
+        WaitStatus::Signaled(_, signal, _) => Ok(ExitCode::from(128 + signal as u8)),
+        status => bail!("unexpected wait status {status:?}"),
+    }
+}
+// ANCHOR_END: wait
+
+/// Report a failure in the child without allocating, then exit at once.
+fn die(code: i32, message: &[&[u8]]) -> ! {
+    for part in [&b"step04-full-demo: "[..]].iter().chain(message).chain(&[&b"\n"[..]]) {
+        let _ = nix::unistd::write(std::io::stderr(), part);
+    }
+    unsafe { libc::_exit(code) } // SAFETY: async-signal-safe; skips the parent's at-exit work
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
