@@ -1,0 +1,256 @@
+//! `cargo xtask run <step>` and `cargo xtask demo`: build a step and run it.
+//!
+//! Namespaces, chroot and mounts need root, so a step runs through `sudo`
+//! (and the exact command is printed first, so you see what happens), or
+//! `--rootless`: as root in a user namespace of its own, no sudo needed.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{display_path, shell_quote, workspace_root};
+
+/// One of the workshop's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    /// chroot into ./rootfs and run a shell
+    #[value(name = "step01", alias = "step01-chroot")]
+    Step01,
+    /// a small unshare(1), run with the article's flags
+    #[value(name = "step02", alias = "step02-unshare-cli")]
+    Step02,
+    /// a PID namespace in code, where the command is PID 1
+    #[value(name = "step03", alias = "step03-pid-ns")]
+    Step03,
+    /// the article's full container demo
+    #[value(name = "step04", alias = "step04-full-demo")]
+    Step04,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 4] = [Step::Step01, Step::Step02, Step::Step03, Step::Step04];
+
+    /// The step's crate (and binary) name.
+    pub fn crate_name(self) -> &'static str {
+        match self {
+            Step::Step01 => "step01-chroot",
+            Step::Step02 => "step02-unshare-cli",
+            Step::Step03 => "step03-pid-ns",
+            Step::Step04 => "step04-full-demo",
+        }
+    }
+
+    /// The short name: `step01` ... `step04`.
+    pub fn name(self) -> &'static str {
+        &self.crate_name()[..6]
+    }
+
+    /// The arguments the article uses, for when none are given.
+    pub fn article_args(self) -> &'static [&'static str] {
+        match self {
+            Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
+            Step::Step01 | Step::Step03 | Step::Step04 => &[],
+        }
+    }
+
+    /// Whether the step runs something inside `./rootfs` (step 03 uses the host's `/`).
+    pub fn needs_rootfs(self) -> bool {
+        self != Step::Step03
+    }
+}
+
+/// Builds `step`, makes `./rootfs` if it is missing, and runs the step from
+/// the workspace root with `args` (the article's when empty): directly as
+/// root, else through `sudo`, or in a user namespace with `rootless`.
+/// Returns the step's exit status (128+N if signal N killed it).
+pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
+    if !cfg!(target_os = "linux") {
+        bail!(
+            "the steps use Linux system calls and cannot run on {}\nhint: `cargo xtask doctor` explains how to get a Linux VM",
+            std::env::consts::OS
+        );
+    }
+    build(step)?;
+    if step.needs_rootfs() {
+        let rootfs = workspace_root().join("rootfs");
+        if !crate::rootfs::is_ready(&rootfs) {
+            eprintln!("no rootfs at ./rootfs yet: making it (as `cargo xtask rootfs` does)");
+            let prepared = crate::prepare(&rootfs, &crate::Source::Alpine, false)?;
+            eprint!("{prepared}");
+        }
+        warn_about_leftover_mounts(&rootfs);
+    }
+
+    let binary = target_dir().join("debug").join(step.crate_name());
+    let args: Vec<OsString> = if args.is_empty() {
+        step.article_args().iter().map(OsString::from).collect()
+    } else {
+        args.to_vec()
+    };
+    let (mut cmd, prefix) = command_for(&binary, rootless)?;
+    cmd.args(&args).current_dir(workspace_root());
+    // Show the command as you could type it yourself, from the workspace root.
+    let mut line = format!("+ {prefix}{}", shell_quote(&display_path(&binary)));
+    for arg in &args {
+        line += &format!(" {}", shell_quote(&arg.to_string_lossy()));
+    }
+    if rootless {
+        line += "    # in a new user namespace, as `unshare --user --map-root-user --mount` does";
+    }
+    eprintln!("{line}");
+    spawn_and_wait(cmd, rootless, step.crate_name())
+}
+
+/// `cargo build --quiet -p <crate>`, with the cargo that runs us.
+fn build(step: Step) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--quiet", "-p", step.crate_name()])
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| {
+            format!("cannot run {}\nhint: is cargo installed and on PATH?", cargo.to_string_lossy())
+        })?;
+    if !status.success() {
+        bail!("building {} failed (cargo's messages are above)", step.crate_name());
+    }
+    Ok(())
+}
+
+/// Where cargo puts what it builds: `$CARGO_TARGET_DIR`, else `<workspace>/target`.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => crate::from_workspace_root(&PathBuf::from(dir)),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The command that runs `binary`, and what to show in front of it: `sudo `
+/// when we are not root, nothing with `--rootless` or as root.
+fn command_for(binary: &std::path::Path, rootless: bool) -> Result<(Command, &'static str)> {
+    if rootless {
+        #[cfg(target_os = "linux")]
+        {
+            let mut cmd = Command::new(binary);
+            crate::rootless(&mut cmd);
+            return Ok((cmd, ""));
+        }
+        #[cfg(not(target_os = "linux"))]
+        bail!("--rootless needs Linux user namespaces");
+    }
+    if crate::is_root() {
+        return Ok((Command::new(binary), ""));
+    }
+    if crate::find_in_path("sudo").is_none() {
+        bail!(
+            "this step needs root, and sudo is not installed\n\
+             hint: run it rootless instead: add --rootless (`cargo xtask doctor` says whether this machine allows it)\n\
+             hint: or run it as root"
+        );
+    }
+    let mut cmd = Command::new("sudo");
+    cmd.arg(binary.strip_prefix(workspace_root()).unwrap_or(binary));
+    Ok((cmd, "sudo "))
+}
+
+/// Runs `cmd` to the end, the way system(3) does: while it runs, Ctrl-C and
+/// Ctrl-\ are for it (the container's shell), not for us.
+fn spawn_and_wait(mut cmd: Command, rootless: bool, program: &str) -> Result<i32> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    // The child must not inherit "ignore": put the defaults back before exec.
+    let restore = || {
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: signal(2) is async-signal-safe; SIG_DFL runs no Rust code.
+            unsafe { signal(sig, SigHandler::SigDfl) }.map_err(std::io::Error::from)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only calls signal(2).
+    unsafe { cmd.pre_exec(restore) };
+
+    // SAFETY: SIG_IGN runs no code in our process.
+    let previous = [Signal::SIGINT, Signal::SIGQUIT]
+        .map(|sig| (sig, unsafe { signal(sig, SigHandler::SigIgn) }));
+    let status = match cmd.spawn() {
+        Ok(mut child) => child.wait().context("cannot wait for the step"),
+        #[cfg(target_os = "linux")]
+        Err(err) if rootless => Err(crate::rootless::explain(err, program)),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("cannot run {program}"))),
+    };
+    for (sig, old) in previous {
+        if let Ok(old) = old {
+            // SAFETY: puts back the handler that was there before.
+            let _ = unsafe { signal(sig, old) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = rootless;
+    let status = status?;
+    Ok(status.code().or_else(|| status.signal().map(|n| 128 + n)).unwrap_or(1))
+}
+
+/// A `proc` left mounted in the rootfs by step 01 does not stop the steps,
+/// but it is mounted on the host: say how to remove it.
+fn warn_about_leftover_mounts(rootfs: &std::path::Path) {
+    #[cfg(target_os = "linux")]
+    if let (Ok(mounts), Ok(rootfs)) = (crate::mounts::current(), rootfs.canonicalize()) {
+        let found = crate::mounts::mounted_at_or_under(&mounts, &rootfs);
+        if !found.is_empty() {
+            eprintln!(
+                "note: still mounted on the host, probably from step 01 (harmless here, but unmount it when done):"
+            );
+            for command in crate::mounts::umount_commands(&found) {
+                eprintln!("  {command}");
+            }
+        }
+    }
+    let _ = rootfs;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn steps_accept_short_and_crate_names() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_str(step.name(), false), Ok(step));
+            assert_eq!(Step::from_str(step.crate_name(), false), Ok(step));
+        }
+        assert!(Step::from_str("step05", false).is_err());
+    }
+
+    #[test]
+    fn article_arguments() {
+        assert_eq!(
+            Step::Step02.article_args().join(" "),
+            "--root rootfs --mount-proc --pid --fork /bin/sh"
+        );
+        assert!(Step::Step04.article_args().is_empty());
+        assert!(!Step::Step03.needs_rootfs());
+    }
+
+    #[test]
+    fn the_exit_status_is_the_steps() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "exit 7"]);
+        assert_eq!(spawn_and_wait(cmd, false, "sh").unwrap(), 7);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "kill -TERM $$"]);
+        assert_eq!(spawn_and_wait(cmd, false, "sh").unwrap(), 128 + 15);
+    }
+
+    #[test]
+    fn the_step_gets_ctrl_c_back() {
+        // We ignore SIGINT while the step runs; the step itself must not.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "kill -INT $$; exit 0"]);
+        assert_eq!(spawn_and_wait(cmd, false, "sh").unwrap(), 128 + libc::SIGINT);
+    }
+}
