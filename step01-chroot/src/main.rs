@@ -18,7 +18,7 @@ use nix::unistd::{chdir, chroot, execvp};
 
 /// Run COMMAND with its root directory set to ROOTFS, like chroot(1).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "step01-chroot", version)]
 struct Cli {
     /// The directory that becomes `/` for the command.
     #[arg(default_value = "./rootfs")]
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
+// ANCHOR: run
 fn run(cli: &Cli) -> Result<ExitCode> {
     check_rootfs(&cli.rootfs)?;
     let command: Vec<CString> =
@@ -45,6 +46,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     change_root(&cli.rootfs)?;
     Ok(exec(&command))
 }
+// ANCHOR_END: run
 
 /// Fail early, with a hint, on the mistakes a learner is most likely to make.
 fn check_rootfs(rootfs: &Path) -> Result<()> {

@@ -19,9 +19,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, chdir, chroot, fork, getegid, geteuid};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
 
+// ANCHOR: cli
 /// Run a program in new namespaces, like unshare(1) from util-linux.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "step02-unshare-cli", version)]
 struct Cli {
     /// New mount namespace: mounts made inside stay inside.
     #[arg(short = 'm', long)]
@@ -73,6 +74,7 @@ enum Propagation {
     /// Leave propagation as it is (on systemd hosts: shared).
     Unchanged,
 }
+// ANCHOR_END: cli
 
 fn main() -> ExitCode {
     match run(&Cli::parse()) {
@@ -84,7 +86,9 @@ fn main() -> ExitCode {
     }
 }
 
+// ANCHOR: run
 fn run(cli: &Cli) -> Result<ExitCode> {
+    // What exec needs, made now: after a fork the child must not allocate.
     let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
     let words = if cli.command.is_empty() { std::slice::from_ref(&shell) } else { &cli.command };
     let command: Vec<CString> =
@@ -92,30 +96,26 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     let proc_dir =
         cli.mount_proc.as_ref().map(|dir| CString::new(dir.as_os_str().as_bytes())).transpose()?;
-    let (uid, gid) = (geteuid(), getegid()); // who we are before the user namespace
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw()); // who we are before (3)
 
     let flags = namespaces(cli);
-    unshare(flags).map_err(|err| match err {
-        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo, or add --map-root-user (see `cargo xtask doctor`)"),
-        _ => anyhow!("unshare failed: {err}"),
-    })?;
+    new_namespaces(flags)?;
     if cli.map_root_user {
-        map_root_user(uid.as_raw(), gid.as_raw())?;
+        map_root_user(uid, gid)?;
     }
     if flags.contains(CloneFlags::CLONE_NEWNS) {
         let proc_on_host_tree = if cli.root.is_none() { cli.mount_proc.as_ref() } else { None };
         set_propagation(cli.propagation, proc_on_host_tree)?;
     }
     if let Some(root) = &cli.root {
-        chroot(root)
-            .with_context(|| format!("cannot change root directory to {}", root.display()))?;
-        chdir("/").context("cannot chdir into the new root")?;
+        change_root(root)?;
     }
     if cli.fork {
         return fork_and_wait(&argv, proc_dir.as_deref());
     }
     enter(&argv, proc_dir.as_deref())
 }
+// ANCHOR_END: run
 
 // ANCHOR: namespaces
 /// (1) One CLONE_NEW* flag per namespace asked for. --mount-proc needs a mount
@@ -136,6 +136,18 @@ fn namespaces(cli: &Cli) -> CloneFlags {
     flags
 }
 // ANCHOR_END: namespaces
+
+// ANCHOR: unshare
+/// (2) Leave the namespaces in `flags` for new ones: at once for all but the
+/// PID namespace, which only the children we create from now on will be in.
+/// <https://man7.org/linux/man-pages/man2/unshare.2.html>
+fn new_namespaces(flags: CloneFlags) -> Result<()> {
+    unshare(flags).map_err(|err| match err {
+        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo, or add --map-root-user (see `cargo xtask doctor`)"),
+        _ => anyhow!("unshare failed: {err}"),
+    })
+}
+// ANCHOR_END: unshare
 
 // ANCHOR: map_root_user
 /// (3) In a new user namespace nobody is mapped yet. Map our own uid and gid
@@ -180,6 +192,20 @@ fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> 
     }
 }
 // ANCHOR_END: propagation
+
+// ANCHOR: chroot
+/// (5) DIR becomes `/`, and we step into it, as chroot(1) does.
+/// <https://man7.org/linux/man-pages/man2/chroot.2.html>
+fn change_root(root: &std::path::Path) -> Result<()> {
+    chroot(root)
+        .map_err(|err| match err {
+            Errno::ENOENT => anyhow!("{err}\nhint: `cargo xtask rootfs` puts a rootfs in ./rootfs"),
+            _ => err.into(),
+        })
+        .with_context(|| format!("cannot change root directory to {}", root.display()))?;
+    chdir("/").context("cannot chdir into the new root")
+}
+// ANCHOR_END: chroot
 
 // ANCHOR: fork
 /// (6) With --fork, the child goes on to (7) and (8) while we wait. We block

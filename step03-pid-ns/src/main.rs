@@ -5,7 +5,7 @@
 //! (1) new PID and mount namespaces, (2) make all mounts private, (3) fork: the
 //! child is PID 1, (4) the child mounts a fresh /proc in its own mount
 //! namespace (the host's /proc is untouched), (5) the child becomes the command.
-//! `--no-fork` skips (3) to show why `unshare --pid` needs `--fork`.
+//! `--no-fork` skips (3) and (4) to show why `unshare --pid` needs `--fork`.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
@@ -22,7 +22,7 @@ use nix::{errno::Errno, mount::MsFlags, mount::mount};
 
 /// Run COMMAND as PID 1 of a new PID namespace, with a /proc that shows only it.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "step03-pid-ns", version)]
 struct Cli {
     /// Skip the fork, to see the classic mistake: COMMAND keeps its host PID,
     /// and once its first child exits, every fork fails with ENOMEM.
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     }
 }
 
+// ANCHOR: run
 fn run(cli: &Cli) -> Result<ExitCode> {
     let command: Vec<CString> =
         cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
@@ -51,10 +52,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     make_mounts_private()?;
     if cli.no_fork {
         explain_no_fork(&command[0]);
-        container(&argv); // we are not PID 1, and neither will the command be
+        exec(&argv); // we are not PID 1, and neither will the command be
     }
     fork_container(&argv)
 }
+// ANCHOR_END: run
 
 // ANCHOR: unshare
 /// (1) New PID and mount namespaces. We enter the mount namespace at once; the
@@ -98,14 +100,22 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
 // ANCHOR_END: fork
 
 // ANCHOR: container
-/// (4) and (5), in the child: mount a fresh proc, then become the command.
-/// proc shows the PID namespace of whoever mounts it: here, PID 1's.
-/// Only async-signal-safe calls from here on (signal-safety(7)): no allocation.
+/// (4) In the child: a fresh proc on /proc. proc shows the PID namespace of
+/// whoever mounts it, here PID 1's. From here on, only async-signal-safe calls
+/// (signal-safety(7)): no allocation.
 /// <https://man7.org/linux/man-pages/man5/proc.5.html>
 fn container(argv: &[*const libc::c_char]) -> ! {
     if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>) {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
+    exec(argv)
+}
+// ANCHOR_END: container
+
+// ANCHOR: exec
+/// (5) Become the command; execvp(3) returns only if it failed.
+/// <https://man7.org/linux/man-pages/man3/exec.3.html>
+fn exec(argv: &[*const libc::c_char]) -> ! {
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     let err = Errno::last();
@@ -115,7 +125,7 @@ fn container(argv: &[*const libc::c_char]) -> ! {
         &[b"failed to run ", cmd, b": ", err.desc().as_bytes()],
     )
 }
-// ANCHOR_END: container
+// ANCHOR_END: exec
 
 // ANCHOR: no_fork
 /// What `--no-fork` is about to show, said before the command replaces us.
@@ -126,7 +136,8 @@ fn explain_no_fork(command: &std::ffi::CStr) {
          unshare(CLONE_NEWPID) moves only the children created after it.\n\
          step03-pid-ns: {cmd}'s first child becomes PID 1 of the new namespace; once it exits, \
          the namespace is dead and every later fork fails with ENOMEM (\"Cannot allocate memory\").\n\
-         step03-pid-ns: without --no-fork we fork first, as `unshare --fork` does."
+         step03-pid-ns: /proc is still the host's: proc shows the PID namespace of whoever \
+         mounted it. Without --no-fork we fork first, as `unshare --fork` does."
     );
 }
 // ANCHOR_END: no_fork

@@ -1,0 +1,247 @@
+//! Bad input: a learner's mistake gets a clear message and the documented exit
+//! status, and leaves nothing behind (the harness checks after every run that
+//! no mount changed on the host and no process is left running).
+//!
+//! Exit statuses follow coreutils chroot(1):
+//! - 125: the step itself failed (setup: no rootfs, no privilege, ...);
+//! - 126: the command exists but cannot be run (e.g. it is not executable);
+//! - 127: the command was not found.
+//!
+//! `cargo test step04` runs only step04's cases.
+
+use std::path::{Path, PathBuf};
+
+use rstest::rstest;
+use workshop_tests::{Output, RootfsCopy, Runner, Step, Transcript, alpine_rootfs, scratch};
+
+/// A rootfs path that exists on no machine.
+const MISSING_ROOTFS: &str = "/no/such/rootfs";
+
+/// A command that exists neither in the Alpine rootfs nor on the host.
+const MISSING_COMMAND: &str = "/no/such/command";
+
+/// A file that exists in Alpine and on any Linux host, and is not executable.
+const NOT_EXECUTABLE: &str = "/etc/passwd";
+
+/// A regular file where a rootfs directory is expected.
+fn regular_file() -> PathBuf {
+    let path = scratch().join("rootfs-is-a-regular-file");
+    std::fs::write(&path, "not a directory\n")
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+    path
+}
+
+/// Fails unless `output`'s stderr contains `text`.
+fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
+    assert!(output.stderr.contains(text), "{why}\nIt should say {text:?}.\n{output}");
+}
+
+/// A rootfs that does not exist: the step stops before doing anything, with
+/// 125 and a message naming the path. Steps 01 and 04, which take ROOTFS as
+/// their first argument, also say how to get one.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "(1)", Some("step01_missing_rootfs"))]
+#[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)", None)]
+#[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
+fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
+    assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
+    let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
+    let (recorded, output) = Transcript::command(runner);
+    let (short, chapter) = (step.short(), step.chapter());
+    output.expect_no_panic().expect_code(
+        125,
+        &format!(
+            "{short}: a missing rootfs should be reported before anything else runs, with exit \
+             status 125 (the step itself failed, as in chroot(1)); see {chapter}, section {section}"
+        ),
+    );
+    expect_stderr_contains(
+        &output,
+        MISSING_ROOTFS,
+        &format!(
+            "{short}: the message about a missing rootfs should name the path the learner gave, \
+             so they see their typo; see {chapter}, section {section}."
+        ),
+    );
+    if step != Step::Step02UnshareCli {
+        expect_stderr_contains(
+            &output,
+            "cargo xtask rootfs",
+            &format!(
+                "{short}: a missing rootfs is most often one never unpacked: the message should \
+                 hint at `cargo xtask rootfs`, which puts one in ./rootfs; see {chapter}, \
+                 section {section}."
+            ),
+        );
+    }
+    if let Some(name) = transcript {
+        recorded.assert_matches(name);
+    }
+}
+
+/// A rootfs that is a regular file, not a directory: 125, naming the path.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "(1)")]
+#[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)")]
+#[case::step04_full_demo(Step::Step04FullDemo, "(3)")]
+fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
+    let file = regular_file();
+    let output = Runner::step(step, step.args_for(&file, &[])).run();
+    let (short, chapter) = (step.short(), step.chapter());
+    output.expect_no_panic().expect_code(
+        125,
+        &format!(
+            "{short}: a rootfs that is a regular file cannot become `/`: the step should stop \
+             with exit status 125 (the step itself failed, as in chroot(1)); see {chapter}, \
+             section {section}"
+        ),
+    );
+    expect_stderr_contains(
+        &output,
+        &file.display().to_string(),
+        &format!(
+            "{short}: the message should name the rootfs that is not a directory; see {chapter}, \
+             section {section}."
+        ),
+    );
+}
+
+/// A command that does not exist (in the rootfs; on the host for step03):
+/// 127, and a message naming the command.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "(2)", None)]
+#[case::step02_unshare_cli(Step::Step02UnshareCli, "(8)", None)]
+#[case::step03_pid_ns(Step::Step03PidNs, "(5)", None)]
+#[case::step04_full_demo(Step::Step04FullDemo, "(6)", Some("step04_command_not_found"))]
+fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
+    let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
+    let (recorded, output) = Transcript::command(runner);
+    let (short, chapter) = (step.short(), step.chapter());
+    let place = if step == Step::Step03PidNs { "on the host" } else { "inside the rootfs" };
+    output.expect_no_panic().expect_code(
+        127,
+        &format!(
+            "{short}: {MISSING_COMMAND} does not exist {place}, so exec fails with ENOENT: \
+             the exit status should be 127 (command not found, as in chroot(1) and the shell), \
+             not 125, which would blame the step itself; see {chapter}, section {section}"
+        ),
+    );
+    expect_stderr_contains(
+        &output,
+        MISSING_COMMAND,
+        &format!(
+            "{short}: when exec fails, the message should name the command that was not found; \
+             see {chapter}, section {section}."
+        ),
+    );
+    if let Some(name) = transcript {
+        recorded.assert_matches(name);
+    }
+}
+
+/// A command that exists but is not executable: 126, naming the command.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "(2)")]
+#[case::step02_unshare_cli(Step::Step02UnshareCli, "(8)")]
+#[case::step03_pid_ns(Step::Step03PidNs, "(5)")]
+#[case::step04_full_demo(Step::Step04FullDemo, "(6)")]
+fn command_not_executable(#[case] step: Step, #[case] section: &str) {
+    let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
+    let (short, chapter) = (step.short(), step.chapter());
+    output.expect_no_panic().expect_code(
+        126,
+        &format!(
+            "{short}: {NOT_EXECUTABLE} exists but is not executable, so exec fails with EACCES: \
+             the exit status should be 126 (found but cannot run, as in chroot(1)), while 127 \
+             would say it does not exist; see {chapter}, section {section}"
+        ),
+    );
+    expect_stderr_contains(
+        &output,
+        NOT_EXECUTABLE,
+        &format!(
+            "{short}: when exec fails, the message should name the command that could not run; \
+             see {chapter}, section {section}."
+        ),
+    );
+}
+
+/// Step04 mounts proc on the rootfs's /proc in (5). If /proc is missing or a
+/// symlink (mount(2) follows symlinks), it refuses before anything else: 125.
+#[rstest]
+#[case::step04_proc_missing("missing")]
+#[case::step04_proc_symlink("symlink")]
+fn proc_not_a_directory(#[case] how: &str) {
+    let step = Step::Step04FullDemo;
+    let copy = RootfsCopy::new(&format!("proc-{how}"));
+    let proc = copy.path().join("proc");
+    std::fs::remove_dir(&proc)
+        .unwrap_or_else(|err| panic!("cannot remove {}: {err}", proc.display()));
+    if how == "symlink" {
+        std::os::unix::fs::symlink("/tmp", &proc)
+            .unwrap_or_else(|err| panic!("cannot make {} a symlink: {err}", proc.display()));
+    }
+    let output = Runner::step(step, step.args_for(copy.path(), &["/bin/true"])).run();
+    let (short, chapter) = (step.short(), step.chapter());
+    output.expect_no_panic().expect_code(
+        125,
+        &format!(
+            "{short}: the rootfs's /proc is {how}, and (5) mounts proc there: the step should \
+             check it before (1) and stop with exit status 125 (the step itself failed); see \
+             {chapter}, section (5)"
+        ),
+    );
+    expect_stderr_contains(
+        &output,
+        &proc.display().to_string(),
+        &format!(
+            "{short}: the message should be about the rootfs's /proc, naming it, and say that it \
+             must be a directory; see {chapter}, section (5)."
+        ),
+    );
+}
+
+/// Not root, and no user namespace: every step fails with 125 and says what it
+/// needs (CAP_SYS_CHROOT for chroot, CAP_SYS_ADMIN for namespaces) and how to
+/// get it. The harness runs the step as `nobody` when the tests are root, as
+/// the tests' own user otherwise: the output is the same.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "(1)", "CAP_SYS_CHROOT", None)]
+#[case::step02_unshare_cli(Step::Step02UnshareCli, "(2)", "CAP_SYS_ADMIN", None)]
+#[case::step03_pid_ns(Step::Step03PidNs, "(1)", "CAP_SYS_ADMIN", None)]
+#[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
+fn not_root(
+    #[case] step: Step,
+    #[case] section: &str,
+    #[case] capability: &str,
+    #[case] transcript: Option<&str>,
+) {
+    let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[])).unprivileged();
+    let (recorded, output) = Transcript::command(runner);
+    let (short, chapter) = (step.short(), step.chapter());
+    output.expect_no_panic().expect_code(
+        125,
+        &format!(
+            "{short}: without root the first privileged system call fails with EPERM: the step \
+             should stop there with exit status 125 (the step itself failed), not go on; see \
+             {chapter}, section {section}"
+        ),
+    );
+    for (text, what) in [
+        (capability, "the capability the failed system call needs"),
+        ("sudo", "how to get it: run with sudo"),
+        ("cargo xtask doctor", "where to find out more: `cargo xtask doctor`"),
+    ] {
+        expect_stderr_contains(
+            &output,
+            text,
+            &format!(
+                "{short}: EPERM alone does not tell a learner what to do; the hint should name \
+                 {what}; see {chapter}, section {section}."
+            ),
+        );
+    }
+    if let Some(name) = transcript {
+        recorded.assert_matches(name);
+    }
+}
