@@ -234,3 +234,25 @@ fn step01_mount_proc_shows_the_host() {
         );
     }
 }
+
+/// chroot(2) changes what `/` means but leaves the working directory where
+/// it was, outside the new root, so the steps chdir("/") after it. Inside,
+/// `pwd` must say `/` (without the chdir, Linux reports the old directory as
+/// "(unreachable)", and relative paths still reach the host's files).
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot)]
+#[case::step02_unshare_cli(Step::Step02UnshareCli)]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+fn working_directory_is_the_new_root(#[case] step: Step) {
+    let output = Runner::in_container(step, &[]).stdin("pwd").run();
+    output.expect_success();
+    assert_eq!(
+        output.lines(),
+        ["/"],
+        "{}: the shell's working directory should be the new root, `/`. chroot(2) does not \
+         change the working directory: did the step forget chdir(\"/\") after chroot? See {}, \
+         the chroot section.\n{output}",
+        step.short(),
+        step.chapter()
+    );
+}
