@@ -245,12 +245,15 @@ fn fork_and_wait(
 /// then (8) become the command. Async-signal-safe only: no allocation.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
+    // ANCHOR: mount_proc
     if let Some(dir) = proc_dir {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         if let Err(err) = mount(Some("proc"), dir, Some("proc"), flags, None::<&str>) {
             die(125, &[b"mount ", dir.to_bytes(), b" failed: ", err.desc().as_bytes()]);
         }
     }
+    // ANCHOR_END: mount_proc
+    // ANCHOR: exec
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     let err = Errno::last();
@@ -259,6 +262,7 @@ fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
         if err == Errno::ENOENT { 127 } else { 126 },
         &[b"failed to execute ", cmd, b": ", err.desc().as_bytes()],
     )
+    // ANCHOR_END: exec
 }
 // ANCHOR_END: enter
 
