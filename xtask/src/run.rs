@@ -74,7 +74,12 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
         );
     }
     build(step)?;
-    if step.needs_rootfs() {
+    // Make ./rootfs only when the step is going to use it: with the article's
+    // arguments, or arguments that name it.
+    let names_rootfs = args
+        .iter()
+        .any(|a| ["rootfs", "./rootfs", "rootfs/", "./rootfs/"].contains(&&*a.to_string_lossy()));
+    if step.needs_rootfs() && (args.is_empty() || names_rootfs) {
         let rootfs = workspace_root().join("rootfs");
         if !crate::rootfs::is_ready(&rootfs) {
             eprintln!("no rootfs at ./rootfs yet: making it (as `cargo xtask rootfs` does)");
