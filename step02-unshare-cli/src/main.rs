@@ -122,6 +122,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// namespace of its own, and --map-root-user a user namespace.
 /// <https://man7.org/linux/man-pages/man7/namespaces.7.html>
 fn namespaces(cli: &Cli) -> CloneFlags {
+    // ANCHOR: exercise_namespaces (1) pick the namespaces: one CLONE_NEW* flag per flag given, see namespaces(7); --mount-proc implies --mount, -r implies --user
     let mut flags = CloneFlags::empty();
     for (wanted, flag) in [
         (cli.mount || cli.mount_proc.is_some(), CloneFlags::CLONE_NEWNS),
@@ -134,6 +135,7 @@ fn namespaces(cli: &Cli) -> CloneFlags {
         flags.set(flag, wanted);
     }
     flags
+    // ANCHOR_END: exercise_namespaces
 }
 // ANCHOR_END: namespaces
 
@@ -142,10 +144,12 @@ fn namespaces(cli: &Cli) -> CloneFlags {
 /// PID namespace, which only the children we create from now on will be in.
 /// <https://man7.org/linux/man-pages/man2/unshare.2.html>
 fn new_namespaces(flags: CloneFlags) -> Result<()> {
+    // ANCHOR: exercise_unshare (2) enter new namespaces: unshare(2) with those flags; on EPERM, suggest sudo or --map-root-user
     unshare(flags).map_err(|err| match err {
         Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo, or add --map-root-user (see `cargo xtask doctor`)"),
         _ => anyhow!("unshare failed: {err}"),
     })
+    // ANCHOR_END: exercise_unshare
 }
 // ANCHOR_END: unshare
 
@@ -155,6 +159,7 @@ fn new_namespaces(flags: CloneFlags) -> Result<()> {
 /// wants setgroups denied before an unprivileged process writes gid_map.
 /// <https://man7.org/linux/man-pages/man7/user_namespaces.7.html>
 fn map_root_user(uid: u32, gid: u32) -> Result<()> {
+    // ANCHOR: exercise_map_root_user (3) map our user to root: user_namespaces(7): write "deny" to /proc/self/setgroups, "0 UID 1" to uid_map, "0 GID 1" to gid_map
     for (file, line) in [
         ("setgroups", "deny".to_string()),
         ("uid_map", format!("0 {uid} 1")),
@@ -164,6 +169,7 @@ fn map_root_user(uid: u32, gid: u32) -> Result<()> {
             .with_context(|| format!("cannot write /proc/self/{file}"))?;
     }
     Ok(())
+    // ANCHOR_END: exercise_map_root_user
 }
 // ANCHOR_END: map_root_user
 
@@ -172,6 +178,7 @@ fn map_root_user(uid: u32, gid: u32) -> Result<()> {
 /// is why a proc mounted inside does not appear on the host. Without a new
 /// root, a proc mount at `proc_dir` is made private first, as unshare(1) does.
 fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> {
+    // ANCHOR: exercise_propagation (4) choose mount propagation: mount(2) "/" with MS_REC and the mode's flag; unchanged: nothing
     let flags = match mode {
         Propagation::Private => MsFlags::MS_PRIVATE,
         Propagation::Shared => MsFlags::MS_SHARED,
@@ -190,6 +197,7 @@ fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> 
         }
         _ => Ok(()),
     }
+    // ANCHOR_END: exercise_propagation
 }
 // ANCHOR_END: propagation
 
@@ -197,6 +205,7 @@ fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> 
 /// (5) DIR becomes `/`, and we step into it, as chroot(1) does.
 /// <https://man7.org/linux/man-pages/man2/chroot.2.html>
 fn change_root(root: &std::path::Path) -> Result<()> {
+    // ANCHOR: exercise_chroot (5) change the root: chroot(2) into DIR, then chdir("/")
     chroot(root)
         .map_err(|err| match err {
             Errno::ENOENT => anyhow!("{err}\nhint: `cargo xtask rootfs` puts a rootfs in ./rootfs"),
@@ -204,6 +213,7 @@ fn change_root(root: &std::path::Path) -> Result<()> {
         })
         .with_context(|| format!("cannot change root directory to {}", root.display()))?;
     chdir("/").context("cannot chdir into the new root")
+    // ANCHOR_END: exercise_chroot
 }
 // ANCHOR_END: chroot
 
@@ -216,6 +226,7 @@ fn fork_and_wait(
     argv: &[*const libc::c_char],
     proc_dir: Option<&std::ffi::CStr>,
 ) -> Result<ExitCode> {
+    // ANCHOR: exercise_fork (6) fork and wait: fork(2); the child enter()s, the parent waitpid(2)s and ends as the child did
     let blocked = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     let old_mask = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
@@ -237,6 +248,7 @@ fn fork_and_wait(
         }
         status => Err(anyhow!("unexpected wait status {status:?}")),
     }
+    // ANCHOR_END: exercise_fork
 }
 // ANCHOR_END: fork
 
@@ -246,14 +258,17 @@ fn fork_and_wait(
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
     // ANCHOR: mount_proc
+    // ANCHOR: exercise_mount_proc (7) mount a fresh proc: with --mount-proc, mount(2) "proc" on proc_dir (nosuid, noexec, nodev)
     if let Some(dir) = proc_dir {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         if let Err(err) = mount(Some("proc"), dir, Some("proc"), flags, None::<&str>) {
             die(125, &[b"mount ", dir.to_bytes(), b" failed: ", err.desc().as_bytes()]);
         }
     }
+    // ANCHOR_END: exercise_mount_proc
     // ANCHOR_END: mount_proc
     // ANCHOR: exec
+    // ANCHOR: exercise_exec (8) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     let err = Errno::last();
@@ -262,6 +277,7 @@ fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
         if err == Errno::ENOENT { 127 } else { 126 },
         &[b"failed to execute ", cmd, b": ", err.desc().as_bytes()],
     )
+    // ANCHOR_END: exercise_exec
     // ANCHOR_END: exec
 }
 // ANCHOR_END: enter

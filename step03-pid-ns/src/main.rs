@@ -63,10 +63,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// PID namespace is only for the children we create from now on.
 /// <https://man7.org/linux/man-pages/man7/pid_namespaces.7.html>
 fn new_namespaces() -> Result<()> {
+    // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2) with CLONE_NEWPID | CLONE_NEWNS; on EPERM, suggest sudo
     unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS).map_err(|err| match err {
         Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
         _ => anyhow!("failed to unshare the PID and mount namespaces: {err}"),
     })
+    // ANCHOR_END: exercise_unshare
 }
 // ANCHOR_END: unshare
 
@@ -75,8 +77,10 @@ fn new_namespaces() -> Result<()> {
 /// mount namespace instead of propagating to the host's /proc.
 /// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
 fn make_mounts_private() -> Result<()> {
+    // ANCHOR: exercise_private (2) make every mount private: mount(2) "/" with MS_REC | MS_PRIVATE
     let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     mount(Some("none"), "/", None::<&str>, flags, None::<&str>).context("failed to make / private")
+    // ANCHOR_END: exercise_private
 }
 // ANCHOR_END: private
 
@@ -88,6 +92,7 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
     // not die of it and leave the shell behind, so we block it while we wait.
     let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
     let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    // ANCHOR: exercise_fork (3) fork: fork(2); the child restores old_mask and runs container(argv), the parent wait_for(child)
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
         ForkResult::Child => {
@@ -96,6 +101,7 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
         }
         ForkResult::Parent { child } => wait_for(child),
     }
+    // ANCHOR_END: exercise_fork
 }
 // ANCHOR_END: fork
 
@@ -105,9 +111,11 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
 /// (signal-safety(7)): no allocation.
 /// <https://man7.org/linux/man-pages/man5/proc.5.html>
 fn container(argv: &[*const libc::c_char]) -> ! {
+    // ANCHOR: exercise_container (4) mount a fresh proc: mount(2) "proc" on /proc, in the child; on error die(125, …)
     if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>) {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
+    // ANCHOR_END: exercise_container
     exec(argv)
 }
 // ANCHOR_END: container
@@ -116,6 +124,7 @@ fn container(argv: &[*const libc::c_char]) -> ! {
 /// (5) Become the command; execvp(3) returns only if it failed.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> ! {
+    // ANCHOR: exercise_exec (5) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     let err = Errno::last();
@@ -124,6 +133,7 @@ fn exec(argv: &[*const libc::c_char]) -> ! {
         if err == Errno::ENOENT { 127 } else { 126 },
         &[b"failed to run ", cmd, b": ", err.desc().as_bytes()],
     )
+    // ANCHOR_END: exercise_exec
 }
 // ANCHOR_END: exec
 

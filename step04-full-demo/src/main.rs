@@ -76,10 +76,12 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
 /// the new PID namespace is only for the children we create from now on.
 /// <https://man7.org/linux/man-pages/man2/unshare.2.html>
 fn new_namespaces() -> Result<()> {
+    // ANCHOR: exercise_unshare (1) new mount and PID namespaces: unshare(2) with CLONE_NEWNS | CLONE_NEWPID; on EPERM, suggest sudo
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(|err| match err {
         Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
         _ => anyhow!("failed to unshare the mount and PID namespaces: {err}"),
     })
+    // ANCHOR_END: exercise_unshare
 }
 // ANCHOR_END: unshare
 
@@ -89,8 +91,10 @@ fn new_namespaces() -> Result<()> {
 /// Making every mount private keeps ours to ourselves.
 /// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
 fn make_mounts_private() -> Result<()> {
+    // ANCHOR: exercise_private (2) make every mount private: mount(2) "/" with MS_REC | MS_PRIVATE
     let flags = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     mount(Some("none"), "/", None::<&str>, flags, None::<&str>).context("failed to make / private")
+    // ANCHOR_END: exercise_private
 }
 // ANCHOR_END: private
 
@@ -99,8 +103,10 @@ fn make_mounts_private() -> Result<()> {
 /// new root, so we step into it with chdir("/").
 /// <https://man7.org/linux/man-pages/man2/chroot.2.html>
 fn change_root(rootfs: &Path) -> Result<()> {
+    // ANCHOR: exercise_chroot (3) change the root: chroot(2) into ROOTFS, then chdir("/")
     chroot(rootfs).with_context(|| format!("failed to chroot into {}", rootfs.display()))?;
     chdir("/").context("failed to chdir into the new root")
+    // ANCHOR_END: exercise_chroot
 }
 // ANCHOR_END: chroot
 
@@ -114,11 +120,13 @@ fn fork_container(command: &[CString]) -> Result<ExitCode> {
     // it; we must not die of it (that would kill the container), so we block it.
     let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
     let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv, &old_mask), the parent wait_for(child)
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
         ForkResult::Child => container(&argv, &old_mask),
         ForkResult::Parent { child } => wait_for(child),
     }
+    // ANCHOR_END: exercise_fork
 }
 // ANCHOR_END: fork
 
@@ -151,7 +159,9 @@ fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
 /// it, so the child mounts it, and `ps` sees only the container.
 /// <https://man7.org/linux/man-pages/man5/proc.5.html>
 fn mount_proc() -> nix::Result<()> {
+    // ANCHOR: exercise_mount_proc (5) mount proc: mount(2) a "proc" filesystem on /proc
     mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>)
+    // ANCHOR_END: exercise_mount_proc
 }
 // ANCHOR_END: mount_proc
 
@@ -160,9 +170,11 @@ fn mount_proc() -> nix::Result<()> {
 /// because nix's wrapper allocates, which the child must not do.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> Errno {
+    // ANCHOR: exercise_exec (6) become the command: execvp(3) argv with libc (nix's allocates), return Errno::last()
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     Errno::last()
+    // ANCHOR_END: exercise_exec
 }
 // ANCHOR_END: exec
 

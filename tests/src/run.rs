@@ -1,5 +1,11 @@
 //! Running a step (or util-linux's unshare, to compare) as a child process,
 //! and checking afterwards that it left the host as it found it.
+//!
+//! In exercise mode (`cargo xtask exercise`), a step whose region is not
+//! written yet stops at its `todo!()`: it prints `not yet implemented: (N)
+//! <title>: <hint>` and exits with 101 (a forked child's 101 is passed on by
+//! its parent). Every run checks for that first, and fails the test with one
+//! clear line, [`not_implemented`], instead of whatever else went wrong.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +27,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A command to run the way the tests run steps. Build it, then `run()` or `spawn()`.
 pub struct Runner {
     label: String,
+    /// The step this runs, when it is one: for the message of a `todo!()`.
+    step: Option<Step>,
     cmd: Command,
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
@@ -33,6 +41,7 @@ impl Runner {
         let mut runner = Runner::program(step.binary(), args);
         runner.cmd.arg0(step.name()); // so that clap's usage says `step04-full-demo`
         runner.label = runner.label.replacen(step.short(), step.name(), 1);
+        runner.step = Some(step);
         runner
     }
 
@@ -55,7 +64,14 @@ impl Runner {
         let label = std::iter::once(name).chain(words).collect::<Vec<_>>().join(" ");
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(crate::scratch());
-        Runner { label, cmd, stdin: Vec::new(), mount_namespace: None, unprivileged: false }
+        Runner {
+            label,
+            step: None,
+            cmd,
+            stdin: Vec::new(),
+            mount_namespace: None,
+            unprivileged: false,
+        }
     }
 
     /// What the program reads on its standard input (then end of file).
@@ -158,6 +174,11 @@ impl Runner {
                     if new_namespace {
                         unshare(CloneFlags::CLONE_NEWNS)?;
                     }
+                    // Private first: on a host whose mounts are shared (systemd),
+                    // the copies would otherwise stay peers of the host's, and a
+                    // mount that leaks into this namespace would reach the host.
+                    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+                    mount(None::<&str>, "/", None::<&str>, private, None::<&str>)?;
                     let flags = MsFlags::MS_REC | propagation;
                     Ok(mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)?)
                 })
@@ -196,6 +217,7 @@ impl Runner {
         let as_root = !self.unprivileged;
         Running {
             label: self.label,
+            step: self.step,
             as_root,
             child,
             mounts_before,
@@ -224,6 +246,7 @@ use Leftovers::*;
 /// A program the harness started and has not waited for yet.
 pub struct Running {
     label: String,
+    step: Option<Step>,
     as_root: bool,
     child: Child,
     mounts_before: String,
@@ -252,6 +275,9 @@ impl Running {
         }
         let _ = self.child.kill();
         let output = self.take_output();
+        if let Some(message) = unimplemented(self.step, &output) {
+            panic!("{message}");
+        }
         panic!("`{}` never printed {text:?}; its output was:\n{output}", self.label);
     }
 
@@ -333,6 +359,10 @@ impl Running {
         }
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
+        // First of all: a step that stopped at an exercise's todo!() is not written yet.
+        if let Some(message) = unimplemented(self.step, &stderr) {
+            panic!("{message}");
+        }
         let output =
             Output { label: self.label, pid: pgrp, as_root: self.as_root, status, stdout, stderr };
         let (added, removed) = host::mount_changes(&self.mounts_before, &host::mountinfo());
@@ -372,6 +402,48 @@ impl Running {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The first line of the failure of a step that stops at the `todo!()` of
+/// region `(number) title`: `step04: (3) change the root is not implemented
+/// yet — see book chapter 'step04' (book/src/step04-full-demo.md), section (3)`.
+pub fn not_implemented(step: Step, number: u32, title: &str) -> String {
+    format!(
+        "{}: ({number}) {title} is not implemented yet — see {}, section ({number})",
+        step.short(),
+        step.chapter()
+    )
+}
+
+/// If `stderr` shows that a step stopped at an exercise's `todo!()`, the
+/// failure message that says so: [`not_implemented`], the hint, and where the
+/// `todo!()` is. The step is the one whose source panicked (a step may run
+/// inside a shell), else `step`.
+pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
+    let todo = xtask::exercise::find_todo_panic(stderr)?;
+    let location = todo.location.as_deref().map(|l| l.trim_start_matches("tests/../"));
+    let step = location
+        .and_then(|l| Step::ALL.into_iter().find(|s| l.contains(&format!("{}/", s.name()))))
+        .or(step);
+    let Some(step) = step else {
+        return Some(format!(
+            "a step is not implemented yet: it stopped at todo!(\"({}) {}: {}\"){}",
+            todo.number,
+            todo.title,
+            todo.hint,
+            location.map(|l| format!(" in {l}")).unwrap_or_default()
+        ));
+    };
+    let mut message = not_implemented(step, todo.number, &todo.title);
+    message += &format!("\nhint: {}", todo.hint);
+    if let Some(location) = location {
+        message += &format!(
+            "\nThe step stopped at the todo!() in {location}: write that region, then \
+             `cargo xtask grade {}` says what is next.",
+            step.short()
+        );
+    }
+    Some(message)
 }
 
 /// Drops root to `nobody` (65534) before exec, so the program runs as an

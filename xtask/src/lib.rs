@@ -8,7 +8,10 @@
 //!   ([`download`] fetches and checks the tarball, [`mod@extract`] unpacks it safely);
 //! - [`doctor`]: tell whether this machine can run each step, and what to do if not;
 //! - [`mod@run`]: build one step and run it as root, through `sudo` or in a user
-//!   namespace ([`mod@rootless`]).
+//!   namespace ([`mod@rootless`]);
+//! - exercise mode, for a class: [`classroom`] turns a step into its exercise
+//!   and back (`cargo xtask exercise | solution`), with the pure transformation
+//!   in [`exercise`]; [`grade`] runs a step's tests and sums them up.
 //!
 //! The tests crate uses the library too. What it needs is re-exported here:
 //! [`alpine_tarball`], [`extract()`], [`prepare`] and [`rootless()`].
@@ -16,9 +19,12 @@
 //! Relative paths (`--dest`, `--from-tar`, `ALPINE_MINIROOTFS`) are relative to
 //! the workspace root, wherever cargo was started from.
 
+pub mod classroom;
 pub mod doctor;
 pub mod download;
+pub mod exercise;
 pub mod extract;
+pub mod grade;
 pub mod mounts;
 pub mod rootfs;
 pub mod rootless;

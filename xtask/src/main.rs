@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::classroom::Classroom;
 use xtask::run::Step;
 use xtask::{Source, from_workspace_root};
 
-/// Chores for the container workshop: get a root filesystem, check this machine, run the steps.
+/// Chores for the container workshop: get a root filesystem, check this machine, run the steps,
+/// and, for a class, hand the steps out as exercises and grade them.
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
@@ -46,6 +48,49 @@ enum Command {
         #[command(flatten)]
         options: RunOptions,
     },
+    /// Turn a step into its exercise: each marked region becomes a todo!() with a hint (the solution is kept in .exercise/).
+    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all", "book"]))]
+    Exercise {
+        #[command(flatten)]
+        which: Which,
+        /// Only write the book's exercise listings, book/src/exercises/*.rs, from the steps' sources.
+        #[arg(long, conflicts_with_all = ["step", "all", "force"])]
+        book: bool,
+    },
+    /// Put a step's reference solution back, from .exercise/ (a student's edited file is kept, with --force).
+    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all"]))]
+    Solution {
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Run a step's tests (every step's without one) and sum up what passes and what is left to do.
+    Grade {
+        /// The step to grade.
+        step: Option<Step>,
+    },
+}
+
+/// Which steps `exercise` and `solution` work on.
+#[derive(Debug, clap::Args)]
+struct Which {
+    /// The step.
+    #[arg(conflicts_with = "all")]
+    step: Option<Step>,
+    /// Every step.
+    #[arg(long)]
+    all: bool,
+    /// Replace a file that has a student's work in it; the work is kept in .exercise/student/.
+    #[arg(long)]
+    force: bool,
+}
+
+impl Which {
+    fn steps(&self) -> Vec<Step> {
+        match self.step {
+            Some(step) => vec![step],
+            None => Step::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +129,38 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Doctor => xtask::doctor::doctor(),
         Command::Run { step, options } => xtask::run::run(step, options.rootless, &options.args),
         Command::Demo { options } => xtask::run::run(Step::Step04, options.rootless, &options.args),
+        Command::Exercise { book: true, .. } => {
+            println!("{}", Classroom::here().write_book()?);
+            Ok(0)
+        }
+        Command::Exercise { which, .. } => {
+            for_each_step(&which, |classroom, step| classroom.exercise(step, which.force))
+        }
+        Command::Solution { which } => {
+            for_each_step(&which, |classroom, step| classroom.solution(step, which.force))
+        }
+        Command::Grade { step } => xtask::grade::grade(step),
     }
+}
+
+/// Does `what` for each step `which` names, going on after a step that fails;
+/// returns 1 if one did.
+fn for_each_step(which: &Which, what: impl Fn(&Classroom, Step) -> Result<String>) -> Result<i32> {
+    let classroom = Classroom::here();
+    let mut code = 0;
+    for step in which.steps() {
+        match what(&classroom, step) {
+            Ok(done) => println!("{done}"),
+            Err(err) => {
+                eprint!(
+                    "{}",
+                    xtask::report(&err.context(format!("{} was left as it is", step.name())))
+                );
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
@@ -115,5 +191,23 @@ mod tests {
         assert!(options.rootless);
         assert_eq!(options.args, ["--root", "rootfs", "/bin/sh"]);
         assert!(Cli::try_parse_from(["xtask", "run", "step9"]).is_err());
+    }
+
+    #[test]
+    fn exercise_and_solution_take_a_step_or_all() {
+        let cli = Cli::try_parse_from(["xtask", "exercise", "step04", "--force"]).unwrap();
+        let Command::Exercise { which, book: false } = cli.command else { panic!("{cli:?}") };
+        assert_eq!((which.steps(), which.force), (vec![Step::Step04], true));
+        let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
+        let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
+        assert_eq!(which.steps(), Step::ALL);
+        assert!(Cli::try_parse_from(["xtask", "exercise", "--book"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step, --all or --book");
+        assert!(Cli::try_parse_from(["xtask", "solution"]).is_err(), "a step or --all");
+        assert!(Cli::try_parse_from(["xtask", "solution", "--book"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--book"]).is_err());
+        let cli = Cli::try_parse_from(["xtask", "grade"]).unwrap();
+        assert!(matches!(cli.command, Command::Grade { step: None }));
     }
 }

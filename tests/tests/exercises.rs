@@ -1,0 +1,150 @@
+//! Exercise mode: one marked source is both the solution and the exercise.
+//!
+//! Each step's lesson regions are marked with `// ANCHOR: exercise_<name> (N)
+//! <title>: <hint>` … `// ANCHOR_END: exercise_<name>`; `cargo xtask exercise`
+//! turns them into `todo!()`s. These tests check that every region is written
+//! (one failure line per region still `todo!()`), that every numbered part of
+//! a step is a region, and that the book's exercise listings, generated from
+//! the same sources into `book/src/exercises/`, are up to date and shown in
+//! each chapter.
+
+use rstest::rstest;
+use workshop_tests::run::not_implemented;
+use workshop_tests::{Step, workspace};
+use xtask::exercise::{self, Region};
+
+fn source(step: Step) -> String {
+    let path = workspace().join(step.name()).join("src/main.rs");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+fn regions(step: Step) -> Vec<Region> {
+    exercise::regions(&source(step)).unwrap_or_else(|err| {
+        panic!("{}/src/main.rs: the exercise markers are broken: {err:#}", step.name())
+    })
+}
+
+/// Every region of the step is written: no `todo!()` is left. In exercise
+/// mode, this says in one line per region what is left to do.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot)]
+#[case::step02_unshare_cli(Step::Step02UnshareCli)]
+#[case::step03_pid_ns(Step::Step03PidNs)]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+fn regions_are_written(#[case] step: Step) {
+    let regions = regions(step);
+    let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();
+    if left.is_empty() {
+        return;
+    }
+    let numbers: Vec<String> = left.iter().map(|r| format!("({}) {}", r.number, r.title)).collect();
+    let mut message = format!(
+        "{}: {} of the {} exercise regions of {}/src/main.rs still hold a todo!(): {}",
+        step.short(),
+        left.len(),
+        regions.len(),
+        step.name(),
+        numbers.join(", ")
+    );
+    for region in left {
+        message += &format!(
+            "\n{}\n    hint: {}",
+            not_implemented(step, region.number, &region.title),
+            region.full_hint()
+        );
+    }
+    panic!("{message}");
+}
+
+/// The `## (N)` sections of a step's chapter.
+fn numbered_sections(step: Step) -> Vec<u32> {
+    let path = workspace().join("book/src").join(format!("{}.md", step.name()));
+    let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
+    let mut numbers: Vec<u32> = chapter
+        .lines()
+        .filter_map(|line| line.strip_prefix("## ("))
+        .filter_map(|rest| rest.split_once(')')?.0.parse().ok())
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+/// Each numbered part of a step, each `## (N)` of its chapter, is exactly one
+/// exercise region, so that exercise mode leaves no lesson out.
+#[test]
+fn every_numbered_part_is_an_exercise() {
+    let mut problems = Vec::new();
+    for step in Step::ALL {
+        let mut numbers: Vec<u32> = regions(step).iter().map(|r| r.number).collect();
+        numbers.sort();
+        let sections = numbered_sections(step);
+        if numbers != sections {
+            problems.push(format!(
+                "{}: the exercise regions of {}/src/main.rs are numbered {numbers:?}, but its \
+                 chapter has the sections {sections:?}: each numbered part should be one region \
+                 (`// ANCHOR: exercise_<name> (N) <title>: <hint>` … `// ANCHOR_END: \
+                 exercise_<name>` around the lines a student writes)",
+                step.short(),
+                step.name()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `book/src/exercises/<crate>.rs` is what `cargo xtask exercise --book`
+/// makes of the step's source now.
+#[test]
+fn book_exercises_are_up_to_date() {
+    let mut stale = Vec::new();
+    for step in Step::ALL {
+        let expected = exercise::book_listing(step.name(), &source(step))
+            .unwrap_or_else(|err| panic!("{}: {err:#}", step.name()));
+        let path = workspace().join("book/src/exercises").join(format!("{}.rs", step.name()));
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {
+            stale.push(format!("book/src/exercises/{}.rs", step.name()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "the book's exercise listings are stale: run `cargo xtask exercise --book`, which \
+         writes them from the steps' sources: {}.\n(A student who changed a step outside its \
+         exercise regions sees this too, and may ignore it.)",
+        stale.join(", ")
+    );
+}
+
+/// Each chapter shows every region of its step in exercise form, by
+/// including the generated listing at a book anchor around the region.
+#[test]
+fn each_chapter_shows_its_exercises() {
+    let mut problems = Vec::new();
+    for step in Step::ALL {
+        let path = workspace().join("book/src").join(format!("{}.md", step.name()));
+        let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
+        for region in regions(step) {
+            if region.book_anchors.is_empty() {
+                problems.push(format!(
+                    "{}: region exercise_{} is inside no book anchor, so the book cannot show it",
+                    step.short(),
+                    region.name
+                ));
+                continue;
+            }
+            let include =
+                |anchor: &String| format!("{{{{#include exercises/{}.rs:{anchor}}}}}", step.name());
+            if !region.book_anchors.iter().any(|anchor| chapter.contains(&include(anchor))) {
+                problems.push(format!(
+                    "book/src/{}.md should show ({}) {} in exercise form, in its Exercises \
+                     section: {}",
+                    step.name(),
+                    region.number,
+                    region.title,
+                    region.book_anchors.iter().map(include).collect::<Vec<_>>().join(" or ")
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

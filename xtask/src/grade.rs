@@ -1,0 +1,384 @@
+//! `cargo xtask grade [stepNN]`: run a step's tests and say, in a few lines,
+//! what passes and what is left to do.
+//!
+//! It runs `cargo test --no-fail-fast -p workshop-tests [stepNN]` (every test
+//! name carries its step: `pid_view::case_4_step04_full_demo`,
+//! `step04_exit_status`), reads libtest's report, and prints per step how many
+//! tests passed and failed, then each distinct failure message once, with how
+//! many tests gave it: ten tests that stop at the same `todo!()` say so once.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::run::Step;
+
+/// One test, as libtest reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The test binary, e.g. `isolation` (for tests/isolation.rs).
+    pub binary: String,
+    /// The test's name, e.g. `pid_view::case_4_step04_full_demo`.
+    pub name: String,
+    pub passed: bool,
+    /// For a failed test, its panic message.
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    /// The step whose name the test carries (`step04` in it).
+    pub fn step(&self) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| self.name.contains(step.name()))
+    }
+
+    /// The command that runs this test alone.
+    pub fn command(&self) -> String {
+        let target = match self.binary.as_str() {
+            "lib" | "" => "--lib".to_string(),
+            binary => format!("--test {binary}"),
+        };
+        format!("cargo test -p workshop-tests {target} {} -- --exact", self.name)
+    }
+
+    /// The lines a report shows: the message's first line (without the
+    /// `assertion … failed: ` that asserts put in front), then its `hint:` lines.
+    pub fn summary(&self) -> Vec<String> {
+        let Some(message) = &self.message else {
+            return vec!["failed without a message (see `cargo test` for its output)".into()];
+        };
+        let mut lines = message.lines();
+        let first = lines.next().unwrap_or_default();
+        let first = first
+            .strip_prefix("assertion `left == right` failed: ")
+            .or_else(|| first.strip_prefix("assertion `left != right` failed: "))
+            .unwrap_or(first);
+        std::iter::once(first.to_string())
+            .chain(lines.filter(|l| l.starts_with("hint: ")).map(String::from))
+            .collect()
+    }
+}
+
+/// The name of the test binary a cargo `Running` line announces: `isolation`
+/// for `Running tests/isolation.rs (target/debug/deps/isolation-…)`, `lib`
+/// for `Running unittests src/lib.rs (…)`.
+fn binary_of(running: &str) -> String {
+    let path = running.trim_start_matches("unittests ").split(" (").next().unwrap_or_default();
+    std::path::Path::new(path.trim())
+        .file_stem()
+        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned())
+}
+
+/// The panic message in the captured output of a failed test.
+fn panic_message(block: &[&str]) -> Option<String> {
+    let start =
+        block.iter().position(|l| l.starts_with("thread '") && l.contains(" panicked at "))?;
+    let message: Vec<&str> = block[start + 1..]
+        .iter()
+        .take_while(|l| {
+            !l.starts_with("note: run with `RUST_BACKTRACE") && *l != &"stack backtrace:"
+        })
+        .copied()
+        .collect();
+    Some(message.join("\n").trim_end().to_string())
+}
+
+/// Reads the output of `cargo test` (libtest's default format; cargo's own
+/// lines may be mixed in): every test with its result, and the panic message
+/// of each failed one.
+pub fn parse(output: &str) -> Vec<Outcome> {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut binary = String::new();
+    let mut messages: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index];
+        index += 1;
+        if let Some(running) = line.trim_start().strip_prefix("Running ") {
+            binary = binary_of(running);
+        } else if let Some(rest) = line.strip_prefix("test ") {
+            let Some((name, result)) = rest.rsplit_once(" ... ") else { continue };
+            let passed = match result.trim() {
+                "ok" => true,
+                "FAILED" => false,
+                _ => continue, // ignored, bench
+            };
+            let name = name.to_string();
+            outcomes.push(Outcome { binary: binary.clone(), name, passed, message: None });
+        } else if let Some(name) =
+            line.strip_prefix("---- ").and_then(|rest| rest.strip_suffix(" stdout ----"))
+        {
+            let start = index;
+            while index < lines.len()
+                && !(lines[index].starts_with("---- ") && lines[index].ends_with(" stdout ----"))
+                && lines[index] != "failures:"
+                && !lines[index].starts_with("test result: ")
+            {
+                index += 1;
+            }
+            if let Some(message) = panic_message(&lines[start..index]) {
+                messages.insert((binary.clone(), name.to_string()), message);
+            }
+        }
+    }
+    for outcome in &mut outcomes {
+        if !outcome.passed {
+            outcome.message = messages.remove(&(outcome.binary.clone(), outcome.name.clone()));
+        }
+    }
+    outcomes
+}
+
+/// Which test of a group to suggest running alone: one that looks at the
+/// container from inside, the plainest (shortest name) of them.
+fn example_rank(outcome: &Outcome) -> (usize, usize) {
+    let order = ["isolation", "transcripts", "lifecycle", "parity", "mistakes", "startup"];
+    let binary = order.iter().position(|b| *b == outcome.binary).unwrap_or(order.len());
+    (binary, outcome.name.len())
+}
+
+/// The report for the tests of one step (or, with `None`, of no step).
+pub fn report(step: Option<Step>, outcomes: &[&Outcome]) -> String {
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    let failed: Vec<&Outcome> = outcomes.iter().copied().filter(|o| !o.passed).collect();
+    let title = match step {
+        Some(step) => format!("{} ({})", step.name(), step.crate_name()),
+        None => "other checks".to_string(),
+    };
+    let mut out = if failed.is_empty() {
+        format!("✓ {title}: {passed} passed\n")
+    } else {
+        format!("✗ {title}: {passed} passed, {} failed\n", failed.len())
+    };
+    // The distinct failures, most frequent first, each with the tests that gave it.
+    let mut groups: Vec<(Vec<String>, Vec<&Outcome>)> = Vec::new();
+    for outcome in failed {
+        let summary = outcome.summary();
+        match groups.iter_mut().find(|(s, _)| s[0] == summary[0]) {
+            Some((_, tests)) => tests.push(outcome),
+            None => groups.push((summary, vec![outcome])),
+        }
+    }
+    groups.sort_by_key(|(_, tests)| std::cmp::Reverse(tests.len()));
+    for (summary, tests) in groups {
+        let who = match tests.len() {
+            1 => format!("{}::{}", tests[0].binary, tests[0].name),
+            n => format!("{n} tests"),
+        };
+        out += &format!("  ✗ {who}: {}\n", summary[0]);
+        for hint in &summary[1..] {
+            out += &format!("      {hint}\n");
+        }
+        let example = tests.iter().min_by_key(|t| example_rank(t)).unwrap_or(&tests[0]);
+        out += &format!("      run it alone: {}\n", example.command());
+    }
+    out
+}
+
+/// Runs the tests of `step` (every step's when `None`) and prints the report.
+/// Returns 0 when every test passed, 1 otherwise.
+pub fn grade(step: Option<Step>) -> Result<i32> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut args = vec!["test", "--no-fail-fast", "-p", "workshop-tests"];
+    if let Some(step) = step {
+        args.push(step.name());
+    }
+    eprintln!("+ cargo {}", args.join(" "));
+    args.extend(["--", "--color", "never"]);
+    let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;
+    let mut cmd = Command::new(&cargo);
+    // `cargo xtask` is `cargo run`, which describes our package to us in these
+    // variables. Some build scripts watch them (ring's does): passed on, they
+    // would make cargo rebuild those crates now, and again at the next `cargo test`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let ours = ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS"]
+            .contains(&key.as_ref())
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"]
+                .contains(&key.as_ref())
+            || key.starts_with("CARGO_PKG_");
+        if ours {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd.args(&args)
+        .current_dir(crate::workspace_root())
+        .env("CARGO_TERM_COLOR", "never")
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().context("cannot duplicate a pipe")?)
+        .stderr(writer);
+    let mut child = cmd.spawn().with_context(|| {
+        format!("cannot run {}\nhint: is cargo installed and on PATH?", cargo.to_string_lossy())
+    })?;
+    drop(cmd); // our copies of the pipe's writing end: the reader sees the end when cargo is done
+    let mut output = String::new();
+    for line in BufReader::new(reader).lines() {
+        let line = line.context("cannot read cargo's output")?;
+        if line.trim_start().starts_with("Compiling ") {
+            eprintln!("{line}"); // progress, while a step builds
+        }
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let status = child.wait().context("cannot wait for cargo")?;
+    let outcomes = parse(&output);
+    if outcomes.is_empty() {
+        eprint!("{output}");
+        if status.success() {
+            bail!("no test ran (is the step's name right?)");
+        }
+        bail!("the tests did not build or did not run: cargo's messages are above");
+    }
+    let steps: Vec<Step> = match step {
+        Some(step) => vec![step],
+        None => Step::ALL.to_vec(),
+    };
+    let mut failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!();
+    for step in &steps {
+        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.step() == Some(*step)).collect();
+        print!("{}", report(Some(*step), &mine));
+    }
+    if step.is_none() {
+        let others: Vec<&Outcome> = outcomes.iter().filter(|o| o.step().is_none()).collect();
+        print!("{}", report(None, &others));
+    }
+    if !status.success() && failed == 0 {
+        failed = 1; // cargo failed for another reason: say so
+        println!("cargo test failed, though every test that ran passed: see `cargo test`");
+    }
+    if failed == 0 {
+        println!("\nall {} tests passed", outcomes.len());
+        Ok(0)
+    } else {
+        println!(
+            "\n{failed} of {} tests failed: each ✗ line says what to fix and where the book explains it",
+            outcomes.len()
+        );
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = r#"   Compiling workshop-tests v0.1.0 (/work/main/tests)
+    Finished `test` profile [unoptimized + debuginfo] target(s) in 3.07s
+     Running tests/isolation.rs (target/debug/deps/isolation-982949407985a3bb)
+
+running 3 tests
+test pid_view::case_4_step04_full_demo ... FAILED
+test working_directory_is_the_new_root::case_3_step04_full_demo ... FAILED
+test host_processes::case_4_step04_full_demo ... ok
+
+failures:
+
+---- pid_view::case_4_step04_full_demo stdout ----
+
+thread 'pid_view::case_4_step04_full_demo' (4242) panicked at tests/src/run.rs:300:13:
+step04: (3) change the root is not implemented yet — see book chapter 'step04' (book/src/step04-full-demo.md), section (3)
+hint: chroot(2) into ROOTFS — https://man7.org/linux/man-pages/man2/chroot.2.html
+(more)
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+
+---- working_directory_is_the_new_root::case_3_step04_full_demo stdout ----
+
+thread 'working_directory_is_the_new_root::case_3_step04_full_demo' panicked at tests/tests/isolation.rs:290:5:
+assertion `left == right` failed: step04: the shell's working directory should be the new root
+  left: ["/tmp"]
+ right: ["/"]
+
+
+failures:
+    pid_view::case_4_step04_full_demo
+    working_directory_is_the_new_root::case_3_step04_full_demo
+
+test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.19s
+
+     Running tests/lifecycle.rs (target/debug/deps/lifecycle-51c15cb0f381f427)
+
+running 2 tests
+test exit_status_passes_through::case_4_step04_full_demo::code_1_0 ... FAILED
+test step04_something_else ... ignored
+
+failures:
+
+---- exit_status_passes_through::case_4_step04_full_demo::code_1_0 stdout ----
+
+thread 'exit_status_passes_through::case_4_step04_full_demo::code_1_0' panicked at tests/src/run.rs:300:13:
+step04: (3) change the root is not implemented yet — see book chapter 'step04' (book/src/step04-full-demo.md), section (3)
+hint: chroot(2) into ROOTFS — https://man7.org/linux/man-pages/man2/chroot.2.html
+
+failures:
+    exit_status_passes_through::case_4_step04_full_demo::code_1_0
+
+test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.1s
+"#;
+
+    #[test]
+    fn libtest_output_is_read() {
+        let outcomes = parse(OUTPUT);
+        let names: Vec<(&str, &str, bool)> =
+            outcomes.iter().map(|o| (o.binary.as_str(), o.name.as_str(), o.passed)).collect();
+        assert_eq!(
+            names,
+            [
+                ("isolation", "pid_view::case_4_step04_full_demo", false),
+                ("isolation", "working_directory_is_the_new_root::case_3_step04_full_demo", false),
+                ("isolation", "host_processes::case_4_step04_full_demo", true),
+                (
+                    "lifecycle",
+                    "exit_status_passes_through::case_4_step04_full_demo::code_1_0",
+                    false
+                ),
+            ]
+        );
+        assert!(outcomes.iter().all(|o| o.step() == Some(Step::Step04)));
+        assert_eq!(
+            outcomes[0].summary(),
+            [
+                "step04: (3) change the root is not implemented yet — see book chapter 'step04' (book/src/step04-full-demo.md), section (3)",
+                "hint: chroot(2) into ROOTFS — https://man7.org/linux/man-pages/man2/chroot.2.html",
+            ]
+        );
+        assert_eq!(
+            outcomes[1].summary(),
+            ["step04: the shell's working directory should be the new root"]
+        );
+        assert_eq!(
+            outcomes[3].command(),
+            "cargo test -p workshop-tests --test lifecycle exit_status_passes_through::case_4_step04_full_demo::code_1_0 -- --exact"
+        );
+    }
+
+    #[test]
+    fn the_report_says_each_failure_once() {
+        let outcomes = parse(OUTPUT);
+        let all: Vec<&Outcome> = outcomes.iter().collect();
+        let report = report(Some(Step::Step04), &all);
+        assert_eq!(
+            report,
+            "✗ step04 (step04-full-demo): 1 passed, 3 failed\n\
+             \x20 ✗ 2 tests: step04: (3) change the root is not implemented yet — see book chapter 'step04' (book/src/step04-full-demo.md), section (3)\n\
+             \x20     hint: chroot(2) into ROOTFS — https://man7.org/linux/man-pages/man2/chroot.2.html\n\
+             \x20     run it alone: cargo test -p workshop-tests --test isolation pid_view::case_4_step04_full_demo -- --exact\n\
+             \x20 ✗ isolation::working_directory_is_the_new_root::case_3_step04_full_demo: step04: the shell's working directory should be the new root\n\
+             \x20     run it alone: cargo test -p workshop-tests --test isolation working_directory_is_the_new_root::case_3_step04_full_demo -- --exact\n"
+        );
+        let passed: Vec<&Outcome> = outcomes.iter().filter(|o| o.passed).collect();
+        assert_eq!(report_for_passed(&passed), "✓ step04 (step04-full-demo): 1 passed\n");
+    }
+
+    fn report_for_passed(outcomes: &[&Outcome]) -> String {
+        report(Some(Step::Step04), outcomes)
+    }
+
+    #[test]
+    fn binaries_are_named_after_their_file() {
+        assert_eq!(binary_of("tests/isolation.rs (target/debug/deps/isolation-98)"), "isolation");
+        assert_eq!(binary_of("unittests src/lib.rs (target/debug/deps/workshop_tests-6d)"), "lib");
+    }
+}
