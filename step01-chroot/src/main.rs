@@ -68,7 +68,10 @@ fn change_root(rootfs: &Path) -> Result<()> {
     // ANCHOR: exercise_chroot (1) change the root: chroot(2) into ROOTFS, then chdir("/"); on EPERM, suggest sudo
     chroot(rootfs)
         .map_err(|err| match err {
-            Errno::EPERM => anyhow!("{err}\nhint: this needs CAP_SYS_CHROOT: run with sudo (or see `cargo xtask doctor`)"),
+            Errno::EPERM => anyhow!(
+                "{err}\nhint: this needs CAP_SYS_CHROOT: \
+                 run with sudo (or see `cargo xtask doctor`)"
+            ),
             _ => err.into(),
         })
         .with_context(|| format!("failed to chroot into {}", rootfs.display()))?;

@@ -46,7 +46,8 @@ struct Cli {
     #[arg(short = 'f', long)]
     fork: bool,
     /// Mount a fresh proc on DIR (default /proc) before running COMMAND; implies --mount.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "/proc")]
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    #[arg(default_missing_value = "/proc")]
     mount_proc: Option<PathBuf>,
     /// Be root inside a new user namespace, and only there; implies --user.
     #[arg(short = 'r', long)]
@@ -146,7 +147,10 @@ fn namespaces(cli: &Cli) -> CloneFlags {
 fn new_namespaces(flags: CloneFlags) -> Result<()> {
     // ANCHOR: exercise_unshare (2) enter new namespaces: unshare(2) with those flags; on EPERM, suggest sudo or --map-root-user
     unshare(flags).map_err(|err| match err {
-        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo, or add --map-root-user (see `cargo xtask doctor`)"),
+        Errno::EPERM => anyhow!(
+            "unshare: {err}\nhint: this needs CAP_SYS_ADMIN: \
+             run with sudo, or add --map-root-user (see `cargo xtask doctor`)"
+        ),
         _ => anyhow!("unshare failed: {err}"),
     })
     // ANCHOR_END: exercise_unshare

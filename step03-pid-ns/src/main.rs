@@ -65,7 +65,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 fn new_namespaces() -> Result<()> {
     // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2) with CLONE_NEWPID | CLONE_NEWNS; on EPERM, suggest sudo
     unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS).map_err(|err| match err {
-        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
+        Errno::EPERM => anyhow!(
+            "unshare: {err}\nhint: this needs CAP_SYS_ADMIN: \
+             run with sudo (or see `cargo xtask doctor`)"
+        ),
         _ => anyhow!("failed to unshare the PID and mount namespaces: {err}"),
     })
     // ANCHOR_END: exercise_unshare
@@ -145,7 +148,8 @@ fn explain_no_fork(command: &std::ffi::CStr) {
         "step03-pid-ns: --no-fork: {cmd} runs as PID {pid}, in the host's PID namespace: \
          unshare(CLONE_NEWPID) moves only the children created after it.\n\
          step03-pid-ns: {cmd}'s first child becomes PID 1 of the new namespace; once it exits, \
-         the namespace is dead and every later fork fails with ENOMEM (\"Cannot allocate memory\").\n\
+         the namespace is dead and every later fork fails with ENOMEM \
+         (\"Cannot allocate memory\").\n\
          step03-pid-ns: /proc is still the host's: proc shows the PID namespace of whoever \
          mounted it. Without --no-fork we fork first, as `unshare --fork` does."
     );

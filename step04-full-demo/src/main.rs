@@ -78,7 +78,10 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
 fn new_namespaces() -> Result<()> {
     // ANCHOR: exercise_unshare (1) new mount and PID namespaces: unshare(2) with CLONE_NEWNS | CLONE_NEWPID; on EPERM, suggest sudo
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID).map_err(|err| match err {
-        Errno::EPERM => anyhow!("unshare: {err}\nhint: this needs CAP_SYS_ADMIN: run with sudo (or see `cargo xtask doctor`)"),
+        Errno::EPERM => anyhow!(
+            "unshare: {err}\nhint: this needs CAP_SYS_ADMIN: \
+             run with sudo (or see `cargo xtask doctor`)"
+        ),
         _ => anyhow!("failed to unshare the mount and PID namespaces: {err}"),
     })
     // ANCHOR_END: exercise_unshare

@@ -48,7 +48,8 @@ struct Cli {
     #[arg(short = 'f', long)]
     fork: bool,
     /// Mount a fresh proc on DIR (default /proc) before running COMMAND; implies --mount.
-    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true, default_missing_value = "/proc")]
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
+    #[arg(default_missing_value = "/proc")]
     mount_proc: Option<PathBuf>,
     /// Be root inside a new user namespace, and only there; implies --user.
     #[arg(short = 'r', long)]

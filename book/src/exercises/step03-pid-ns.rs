@@ -137,7 +137,8 @@ fn explain_no_fork(command: &std::ffi::CStr) {
         "step03-pid-ns: --no-fork: {cmd} runs as PID {pid}, in the host's PID namespace: \
          unshare(CLONE_NEWPID) moves only the children created after it.\n\
          step03-pid-ns: {cmd}'s first child becomes PID 1 of the new namespace; once it exits, \
-         the namespace is dead and every later fork fails with ENOMEM (\"Cannot allocate memory\").\n\
+         the namespace is dead and every later fork fails with ENOMEM \
+         (\"Cannot allocate memory\").\n\
          step03-pid-ns: /proc is still the host's: proc shows the PID namespace of whoever \
          mounted it. Without --no-fork we fork first, as `unshare --fork` does."
     );
