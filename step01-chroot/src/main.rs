@@ -65,7 +65,7 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
 /// is still outside the new root, so we step into it with chdir("/").
 /// <https://man7.org/linux/man-pages/man2/chroot.2.html>
 fn change_root(rootfs: &Path) -> Result<()> {
-    // ANCHOR: exercise_chroot (1) change the root: chroot(2) into ROOTFS, then chdir("/"); on EPERM, suggest sudo
+    // ANCHOR: exercise_chroot (1) change the root: chroot(2) into ROOTFS, then chdir("/")
     chroot(rootfs)
         .map_err(|err| match err {
             Errno::EPERM => anyhow!(
@@ -86,7 +86,7 @@ fn change_root(rootfs: &Path) -> Result<()> {
 /// command is not found, 126 when it cannot be run.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(command: &[CString]) -> ExitCode {
-    // ANCHOR: exercise_exec (2) become the command: execvp(3) it; if that returns, exit 127 (ENOENT) or 126
+    // ANCHOR: exercise_exec (2) become the command: execvp(3); else exit 127 or 126
     let Err(err) = execvp(&command[0], command);
     let cmd = command[0].to_string_lossy();
     eprintln!("step01-chroot: failed to run {cmd} in the new root: {}", err.desc());

@@ -63,7 +63,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// PID namespace is only for the children we create from now on.
 /// <https://man7.org/linux/man-pages/man7/pid_namespaces.7.html>
 fn new_namespaces() -> Result<()> {
-    // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2) with CLONE_NEWPID | CLONE_NEWNS; on EPERM, suggest sudo
+    // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2)
     unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS).map_err(|err| match err {
         Errno::EPERM => anyhow!(
             "unshare: {err}\nhint: this needs CAP_SYS_ADMIN: \
@@ -95,7 +95,7 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
     // not die of it and leave the shell behind, so we block it while we wait.
     let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
     let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_fork (3) fork: fork(2); the child restores old_mask and runs container(argv), the parent wait_for(child)
+    // ANCHOR: exercise_fork (3) fork: fork(2); the child runs container(argv)
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
         ForkResult::Child => {
@@ -114,7 +114,7 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
 /// (signal-safety(7)): no allocation.
 /// <https://man7.org/linux/man-pages/man5/proc.5.html>
 fn container(argv: &[*const libc::c_char]) -> ! {
-    // ANCHOR: exercise_container (4) mount a fresh proc: mount(2) "proc" on /proc, in the child; on error die(125, …)
+    // ANCHOR: exercise_container (4) mount a fresh proc: mount(2) "proc" on /proc
     if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>) {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
@@ -127,7 +127,7 @@ fn container(argv: &[*const libc::c_char]) -> ! {
 /// (5) Become the command; execvp(3) returns only if it failed.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> ! {
-    // ANCHOR: exercise_exec (5) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126
+    // ANCHOR: exercise_exec (5) become the command: execvp(3), else die()
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
     unsafe { libc::execvp(argv[0], argv.as_ptr()) };
     let err = Errno::last();

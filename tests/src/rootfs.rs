@@ -75,6 +75,15 @@ fn remove_unused(dir: &Path) {
     }
 }
 
+/// Stands for the Alpine rootfs in argument lists written in `#[case]`s.
+pub const ROOTFS: &str = "ROOTFS";
+
+/// `args` with every [`ROOTFS`] in them replaced by the Alpine rootfs's path.
+pub fn with_rootfs(args: &[&str]) -> Vec<String> {
+    let rootfs = alpine_rootfs().display().to_string();
+    args.iter().map(|arg| arg.replace(ROOTFS, &rootfs)).collect()
+}
+
 /// A private copy of the Alpine rootfs, for a test that changes it. It is
 /// removed when the test is done with it.
 pub struct RootfsCopy {

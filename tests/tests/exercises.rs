@@ -148,3 +148,64 @@ fn each_chapter_shows_its_exercises() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The book and the README quote what the harness says about an unwritten
+/// part (`step04: (5) mount proc is not implemented yet — …` and its `hint:`
+/// line). Those quotes must be what the markers and the harness produce today.
+#[test]
+fn quoted_messages_match_the_markers() {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(workspace().join("book/src"))
+        .expect("book/src")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(workspace().join("README.md"));
+    let all_regions: Vec<(Step, Region)> =
+        Step::ALL.into_iter().flat_map(|s| regions(s).into_iter().map(move |r| (s, r))).collect();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a chapter");
+        for (number, line) in text.lines().enumerate() {
+            let at = format!(
+                "{}:{}",
+                file.strip_prefix(workspace()).unwrap_or(&file).display(),
+                number + 1
+            );
+            if let Some(quote) = line.find("is not implemented yet").map(|end| &line[..end]) {
+                // `…step04: (5) mount proc ` before the words.
+                let found = all_regions.iter().find(|(step, region)| {
+                    quote.ends_with(&format!(
+                        "{}: ({}) {} ",
+                        step.short(),
+                        region.number,
+                        region.title
+                    ))
+                });
+                match found {
+                    None => {
+                        problems.push(format!("{at}: no exercise region is quoted by {line:?}"))
+                    }
+                    Some((step, region)) if line.contains(", section (") => {
+                        let expected = not_implemented(*step, region.number, &region.title);
+                        if !line.ends_with(&expected) {
+                            problems.push(format!("{at}: the harness says {expected:?}"));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            let hint = line.trim_start().strip_prefix("hint: ").filter(|h| h.contains("man7.org"));
+            if let Some(hint) = hint
+                && !all_regions.iter().any(|(_, region)| region.full_hint() == hint)
+            {
+                problems.push(format!("{at}: no exercise region has the hint {hint:?}"));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the book quotes exercise messages that the markers no longer produce; copy them from \
+         a fresh `cargo xtask grade` run:\n{}",
+        problems.join("\n")
+    );
+}

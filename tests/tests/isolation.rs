@@ -5,11 +5,7 @@
 //! checks one of these claims against a real run.
 
 use rstest::rstest;
-use workshop_tests::{Runner, Step, alpine_rootfs, host};
-
-fn rootfs() -> String {
-    alpine_rootfs().display().to_string()
-}
+use workshop_tests::{ROOTFS, Runner, Step, alpine_rootfs, host, with_rootfs};
 
 /// Inside, the shell is PID 1 and /proc lists only the container's processes.
 /// The probe uses only shell builtins, so it starts no process of its own.
@@ -136,19 +132,18 @@ fn no_mount_leaks_while_running(#[case] step: Step) {
 /// Each run happens inside an outer mount namespace made shared like such a
 /// host, so the real host is never touched.
 #[rstest]
-#[case::util_linux_unchanged("unshare", &["--propagation", "unchanged", "--root", "ROOTFS", "--mount-proc", "--pid", "--fork", "/bin/true"], true)]
-#[case::step02_unshare_cli_unchanged("step02", &["--propagation", "unchanged", "--root", "ROOTFS", "--mount-proc", "--pid", "--fork", "/bin/true"], true)]
-#[case::step02_unshare_cli("step02", &["--root", "ROOTFS", "--mount-proc", "--pid", "--fork", "/bin/true"], false)]
-#[case::step04_full_demo("step04", &["ROOTFS", "/bin/true"], false)]
+#[case::util_linux_unchanged("unshare", &["--propagation", "unchanged", "--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], true)]
+#[case::step02_unshare_cli_unchanged("step02", &["--propagation", "unchanged", "--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], true)]
+#[case::step02_unshare_cli("step02", &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], false)]
+#[case::step04_full_demo("step04", &[ROOTFS, "/bin/true"], false)]
 fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case] leaks: bool) {
-    let rootfs = rootfs();
     let program = match runtime {
         "unshare" => host::util_linux_unshare().to_string(),
         "step02" => Step::Step02UnshareCli.binary().display().to_string(),
         _ => Step::Step04FullDemo.binary().display().to_string(),
     };
-    let args: Vec<String> = args.iter().map(|a| a.replace("ROOTFS", &rootfs)).collect();
-    let proc = format!("{rootfs}/proc");
+    let args = with_rootfs(args);
+    let proc = format!("{}/proc", alpine_rootfs().display());
     // In the shared namespace: run the runtime, then look for its proc mount.
     let script = format!(
         "{program} {} || exit 1; if grep -q ' {proc} ' /proc/self/mountinfo; then echo leaked; else echo kept inside; fi",

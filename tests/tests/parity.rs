@@ -16,10 +16,7 @@
 use std::os::unix::process::ExitStatusExt;
 
 use rstest::rstest;
-use workshop_tests::{Output, Runner, Step, alpine_rootfs, host, scratch};
-
-/// Stands for the Alpine rootfs in the arguments below.
-const ROOTFS: &str = "ROOTFS";
+use workshop_tests::{Output, ROOTFS, Runner, Step, host, scratch, with_rootfs};
 
 /// Stands for a directory of the tests' scratch space (on the host's tree).
 const SCRATCH: &str = "SCRATCH";
@@ -175,12 +172,8 @@ fn proc_dir() -> std::path::PathBuf {
 
 /// The arguments, with ROOTFS and SCRATCH replaced by real paths.
 fn expand(args: &[&str]) -> Vec<String> {
-    args.iter()
-        .map(|arg| {
-            let arg = arg.replace(ROOTFS, &alpine_rootfs().display().to_string());
-            arg.replace(SCRATCH, &proc_dir().display().to_string())
-        })
-        .collect()
+    let scratch = proc_dir().display().to_string();
+    with_rootfs(args).into_iter().map(|arg| arg.replace(SCRATCH, &scratch)).collect()
 }
 
 /// What the probes compare with: the tests' own namespaces and PID depth.

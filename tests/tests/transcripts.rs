@@ -5,18 +5,10 @@
 //! also what the book includes.
 
 use rstest::rstest;
-use workshop_tests::{Runner, Step, Transcript, alpine_rootfs};
+use workshop_tests::{ROOTFS, Runner, Step, Transcript, with_rootfs};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
-
-/// Stands for the Alpine rootfs in the argument lists below.
-const ROOTFS: &str = "ROOTFS";
-
-fn args(args: &[&str]) -> Vec<String> {
-    let rootfs = alpine_rootfs().display().to_string();
-    args.iter().map(|a| if *a == ROOTFS { rootfs.clone() } else { a.to_string() }).collect()
-}
 
 /// `ps` inside each step, in the article's busybox format. Steps 02 to 04
 /// show their shell as PID 1 and `ps` itself; step01 has no /proc yet, so
@@ -31,7 +23,7 @@ fn args(args: &[&str]) -> Vec<String> {
 #[case::step04_full_demo("step04_ps", Step::Step04FullDemo, &[ROOTFS])]
 fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
-        Transcript::shell(Runner::step(step, args(step_args)), ALPINE_PROMPT, &["ps"]);
+        Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);
     output.expect_success();
     let table: Vec<&str> = output.lines().into_iter().skip(1).collect(); // skip the `ps` mark line
     if step == Step::Step01Chroot {
@@ -107,7 +99,7 @@ fn ps_inside_on_host_files(#[case] name: &str) {
 #[case::step02_unshare_cli("step02_os_release", Step::Step02UnshareCli, &["--root", ROOTFS, "/bin/sh"])]
 #[case::step04_full_demo("step04_os_release", Step::Step04FullDemo, &[ROOTFS])]
 fn os_release(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]) {
-    let runner = Runner::step(step, args(step_args));
+    let runner = Runner::step(step, with_rootfs(step_args));
     let (transcript, output) = Transcript::shell(runner, ALPINE_PROMPT, &["cat /etc/os-release"]);
     output.expect_success();
     assert!(
@@ -127,7 +119,7 @@ fn os_release(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]
 #[test]
 fn step01_mount_proc() {
     let step = Step::Step01Chroot;
-    let runner = Runner::step(step, args(&[ROOTFS])).on_simulated_host();
+    let runner = Runner::step(step, with_rootfs(&[ROOTFS])).on_simulated_host();
     let commands = ["mount -t proc proc /proc", "ps", "umount /proc"];
     let (transcript, output) = Transcript::shell(runner, ALPINE_PROMPT, &commands);
     output.expect_success();
@@ -154,7 +146,8 @@ fn step02_help() {
 /// The container's exit status is the runtime's.
 #[test]
 fn step04_exit_status() {
-    let runner = Runner::step(Step::Step04FullDemo, args(&[ROOTFS, "/bin/sh", "-c", "exit 42"]));
+    let runner =
+        Runner::step(Step::Step04FullDemo, with_rootfs(&[ROOTFS, "/bin/sh", "-c", "exit 42"]));
     let (transcript, output) = Transcript::command(runner);
     output.expect_code(42, "the container's exit status becomes step04's (section \"wait\")");
     transcript.assert_matches("step04_exit_status");

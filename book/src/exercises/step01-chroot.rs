@@ -67,9 +67,9 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
 /// is still outside the new root, so we step into it with chdir("/").
 /// <https://man7.org/linux/man-pages/man2/chroot.2.html>
 fn change_root(rootfs: &Path) -> Result<()> {
-    // ANCHOR: exercise_chroot (1) change the root: chroot(2) into ROOTFS, then chdir("/"); on EPERM, suggest sudo
+    // ANCHOR: exercise_chroot (1) change the root: chroot(2) into ROOTFS, then chdir("/")
     todo!(
-        "(1) change the root: chroot(2) into ROOTFS, then chdir(\"/\"); on EPERM, suggest sudo — https://man7.org/linux/man-pages/man2/chroot.2.html"
+        "(1) change the root: chroot(2) into ROOTFS, then chdir(\"/\") — https://man7.org/linux/man-pages/man2/chroot.2.html"
     )
     // ANCHOR_END: exercise_chroot
 }
@@ -81,9 +81,9 @@ fn change_root(rootfs: &Path) -> Result<()> {
 /// command is not found, 126 when it cannot be run.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(command: &[CString]) -> ExitCode {
-    // ANCHOR: exercise_exec (2) become the command: execvp(3) it; if that returns, exit 127 (ENOENT) or 126
+    // ANCHOR: exercise_exec (2) become the command: execvp(3); else exit 127 or 126
     todo!(
-        "(2) become the command: execvp(3) it; if that returns, exit 127 (ENOENT) or 126 — https://man7.org/linux/man-pages/man3/execvp.3.html"
+        "(2) become the command: execvp(3); else exit 127 or 126 — https://man7.org/linux/man-pages/man3/execvp.3.html"
     )
     // ANCHOR_END: exercise_exec
 }

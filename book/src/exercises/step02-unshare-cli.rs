@@ -125,9 +125,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// namespace of its own, and --map-root-user a user namespace.
 /// <https://man7.org/linux/man-pages/man7/namespaces.7.html>
 fn namespaces(cli: &Cli) -> CloneFlags {
-    // ANCHOR: exercise_namespaces (1) pick the namespaces: one CLONE_NEW* flag per flag given, see namespaces(7); --mount-proc implies --mount, -r implies --user
+    // ANCHOR: exercise_namespaces (1) pick the namespaces: a CLONE_NEW* flag each, namespaces(7)
     todo!(
-        "(1) pick the namespaces: one CLONE_NEW* flag per flag given, see namespaces(7); --mount-proc implies --mount, -r implies --user — https://man7.org/linux/man-pages/man7/namespaces.7.html"
+        "(1) pick the namespaces: a CLONE_NEW* flag each, namespaces(7) — https://man7.org/linux/man-pages/man7/namespaces.7.html"
     )
     // ANCHOR_END: exercise_namespaces
 }
@@ -138,9 +138,9 @@ fn namespaces(cli: &Cli) -> CloneFlags {
 /// PID namespace, which only the children we create from now on will be in.
 /// <https://man7.org/linux/man-pages/man2/unshare.2.html>
 fn new_namespaces(flags: CloneFlags) -> Result<()> {
-    // ANCHOR: exercise_unshare (2) enter new namespaces: unshare(2) with those flags; on EPERM, suggest sudo or --map-root-user
+    // ANCHOR: exercise_unshare (2) enter new namespaces: unshare(2) with those flags
     todo!(
-        "(2) enter new namespaces: unshare(2) with those flags; on EPERM, suggest sudo or --map-root-user — https://man7.org/linux/man-pages/man2/unshare.2.html"
+        "(2) enter new namespaces: unshare(2) with those flags — https://man7.org/linux/man-pages/man2/unshare.2.html"
     )
     // ANCHOR_END: exercise_unshare
 }
@@ -152,9 +152,9 @@ fn new_namespaces(flags: CloneFlags) -> Result<()> {
 /// wants setgroups denied before an unprivileged process writes gid_map.
 /// <https://man7.org/linux/man-pages/man7/user_namespaces.7.html>
 fn map_root_user(uid: u32, gid: u32) -> Result<()> {
-    // ANCHOR: exercise_map_root_user (3) map our user to root: user_namespaces(7): write "deny" to /proc/self/setgroups, "0 UID 1" to uid_map, "0 GID 1" to gid_map
+    // ANCHOR: exercise_map_root_user (3) map our user to root: see user_namespaces(7)
     todo!(
-        "(3) map our user to root: user_namespaces(7): write \"deny\" to /proc/self/setgroups, \"0 UID 1\" to uid_map, \"0 GID 1\" to gid_map — https://man7.org/linux/man-pages/man7/user_namespaces.7.html"
+        "(3) map our user to root: see user_namespaces(7) — https://man7.org/linux/man-pages/man7/user_namespaces.7.html"
     )
     // ANCHOR_END: exercise_map_root_user
 }
@@ -164,10 +164,11 @@ fn map_root_user(uid: u32, gid: u32) -> Result<()> {
 /// (4) Set the propagation of every mount, recursively. The default, private,
 /// is why a proc mounted inside does not appear on the host. Without a new
 /// root, a proc mount at `proc_dir` is made private first, as unshare(1) does.
+/// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
 fn set_propagation(mode: Propagation, proc_dir: Option<&PathBuf>) -> Result<()> {
-    // ANCHOR: exercise_propagation (4) choose mount propagation: mount(2) "/" with MS_REC and the mode's flag; unchanged: nothing
+    // ANCHOR: exercise_propagation (4) set the propagation: mount(2) "/" with MS_REC
     todo!(
-        "(4) choose mount propagation: mount(2) \"/\" with MS_REC and the mode's flag; unchanged: nothing — https://man7.org/linux/man-pages/man2/mount.2.html"
+        "(4) set the propagation: mount(2) \"/\" with MS_REC — https://man7.org/linux/man-pages/man2/mount.2.html"
     )
     // ANCHOR_END: exercise_propagation
 }
@@ -194,9 +195,9 @@ fn fork_and_wait(
     argv: &[*const libc::c_char],
     proc_dir: Option<&std::ffi::CStr>,
 ) -> Result<ExitCode> {
-    // ANCHOR: exercise_fork (6) fork and wait: fork(2); the child enter()s, the parent waitpid(2)s and ends as the child did
+    // ANCHOR: exercise_fork (6) fork and wait: fork(2), then waitpid(2) in the parent
     todo!(
-        "(6) fork and wait: fork(2); the child enter()s, the parent waitpid(2)s and ends as the child did — https://man7.org/linux/man-pages/man2/fork.2.html"
+        "(6) fork and wait: fork(2), then waitpid(2) in the parent — https://man7.org/linux/man-pages/man2/fork.2.html"
     )
     // ANCHOR_END: exercise_fork
 }
@@ -208,16 +209,16 @@ fn fork_and_wait(
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
     // ANCHOR: mount_proc
-    // ANCHOR: exercise_mount_proc (7) mount a fresh proc: with --mount-proc, mount(2) "proc" on proc_dir (nosuid, noexec, nodev)
+    // ANCHOR: exercise_mount_proc (7) mount a fresh proc: mount(2) "proc" on proc_dir
     todo!(
-        "(7) mount a fresh proc: with --mount-proc, mount(2) \"proc\" on proc_dir (nosuid, noexec, nodev) — https://man7.org/linux/man-pages/man2/mount.2.html"
+        "(7) mount a fresh proc: mount(2) \"proc\" on proc_dir — https://man7.org/linux/man-pages/man2/mount.2.html"
     );
     // ANCHOR_END: exercise_mount_proc
     // ANCHOR_END: mount_proc
     // ANCHOR: exec
-    // ANCHOR: exercise_exec (8) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126
+    // ANCHOR: exercise_exec (8) become the command: execvp(3), else die()
     todo!(
-        "(8) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126 — https://man7.org/linux/man-pages/man3/execvp.3.html"
+        "(8) become the command: execvp(3), else die() — https://man7.org/linux/man-pages/man3/execvp.3.html"
     )
     // ANCHOR_END: exercise_exec
     // ANCHOR_END: exec

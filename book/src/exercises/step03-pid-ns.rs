@@ -65,9 +65,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// PID namespace is only for the children we create from now on.
 /// <https://man7.org/linux/man-pages/man7/pid_namespaces.7.html>
 fn new_namespaces() -> Result<()> {
-    // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2) with CLONE_NEWPID | CLONE_NEWNS; on EPERM, suggest sudo
+    // ANCHOR: exercise_unshare (1) new PID and mount namespaces: unshare(2)
     todo!(
-        "(1) new PID and mount namespaces: unshare(2) with CLONE_NEWPID | CLONE_NEWNS; on EPERM, suggest sudo — https://man7.org/linux/man-pages/man2/unshare.2.html"
+        "(1) new PID and mount namespaces: unshare(2) — https://man7.org/linux/man-pages/man2/unshare.2.html"
     )
     // ANCHOR_END: exercise_unshare
 }
@@ -94,9 +94,9 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
     // not die of it and leave the shell behind, so we block it while we wait.
     let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
     let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_fork (3) fork: fork(2); the child restores old_mask and runs container(argv), the parent wait_for(child)
+    // ANCHOR: exercise_fork (3) fork: fork(2); the child runs container(argv)
     todo!(
-        "(3) fork: fork(2); the child restores old_mask and runs container(argv), the parent wait_for(child) — https://man7.org/linux/man-pages/man2/fork.2.html"
+        "(3) fork: fork(2); the child runs container(argv) — https://man7.org/linux/man-pages/man2/fork.2.html"
     )
     // ANCHOR_END: exercise_fork
 }
@@ -108,9 +108,9 @@ fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
 /// (signal-safety(7)): no allocation.
 /// <https://man7.org/linux/man-pages/man5/proc.5.html>
 fn container(argv: &[*const libc::c_char]) -> ! {
-    // ANCHOR: exercise_container (4) mount a fresh proc: mount(2) "proc" on /proc, in the child; on error die(125, …)
+    // ANCHOR: exercise_container (4) mount a fresh proc: mount(2) "proc" on /proc
     todo!(
-        "(4) mount a fresh proc: mount(2) \"proc\" on /proc, in the child; on error die(125, …) — https://man7.org/linux/man-pages/man2/mount.2.html"
+        "(4) mount a fresh proc: mount(2) \"proc\" on /proc — https://man7.org/linux/man-pages/man2/mount.2.html"
     );
     // ANCHOR_END: exercise_container
     exec(argv)
@@ -121,9 +121,9 @@ fn container(argv: &[*const libc::c_char]) -> ! {
 /// (5) Become the command; execvp(3) returns only if it failed.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> ! {
-    // ANCHOR: exercise_exec (5) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126
+    // ANCHOR: exercise_exec (5) become the command: execvp(3), else die()
     todo!(
-        "(5) become the command: execvp(3) argv with libc (no allocation), then die() with 127 or 126 — https://man7.org/linux/man-pages/man3/execvp.3.html"
+        "(5) become the command: execvp(3), else die() — https://man7.org/linux/man-pages/man3/execvp.3.html"
     )
     // ANCHOR_END: exercise_exec
 }

@@ -65,7 +65,7 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
     } else if !rootfs.is_dir() {
         bail!("{root} is not a directory\nhint: give the directory of an unpacked root filesystem");
     } else if !proc.symlink_metadata().is_ok_and(|meta| meta.is_dir()) {
-        // mount(2) follows symlinks: a /proc symlink could send (5) anywhere.
+        // mount(2) follows symlinks: a /proc symlink could send (5) elsewhere.
         bail!(
             "{root}/proc must be a directory (not missing, not a symlink): (5) mounts proc there"
         );
@@ -78,9 +78,9 @@ fn check_rootfs(rootfs: &Path) -> Result<()> {
 /// the new PID namespace is only for the children we create from now on.
 /// <https://man7.org/linux/man-pages/man2/unshare.2.html>
 fn new_namespaces() -> Result<()> {
-    // ANCHOR: exercise_unshare (1) new mount and PID namespaces: unshare(2) with CLONE_NEWNS | CLONE_NEWPID; on EPERM, suggest sudo
+    // ANCHOR: exercise_unshare (1) new mount and PID namespaces: unshare(2)
     todo!(
-        "(1) new mount and PID namespaces: unshare(2) with CLONE_NEWNS | CLONE_NEWPID; on EPERM, suggest sudo — https://man7.org/linux/man-pages/man2/unshare.2.html"
+        "(1) new mount and PID namespaces: unshare(2) — https://man7.org/linux/man-pages/man2/unshare.2.html"
     )
     // ANCHOR_END: exercise_unshare
 }
@@ -123,9 +123,9 @@ fn fork_container(command: &[CString]) -> Result<ExitCode> {
     // it; we must not die of it (that would kill the container), so we block it.
     let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
     let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv, &old_mask), the parent wait_for(child)
+    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv, &old_mask)
     todo!(
-        "(4) fork: fork(2); the child runs container(&argv, &old_mask), the parent wait_for(child) — https://man7.org/linux/man-pages/man2/fork.2.html"
+        "(4) fork: fork(2); the child runs container(&argv, &old_mask) — https://man7.org/linux/man-pages/man2/fork.2.html"
     )
     // ANCHOR_END: exercise_fork
 }
@@ -173,9 +173,9 @@ fn mount_proc() -> nix::Result<()> {
 /// because nix's wrapper allocates, which the child must not do.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> Errno {
-    // ANCHOR: exercise_exec (6) become the command: execvp(3) argv with libc (nix's allocates), return Errno::last()
+    // ANCHOR: exercise_exec (6) become the command: execvp(3), return Errno::last()
     todo!(
-        "(6) become the command: execvp(3) argv with libc (nix's allocates), return Errno::last() — https://man7.org/linux/man-pages/man3/execvp.3.html"
+        "(6) become the command: execvp(3), return Errno::last() — https://man7.org/linux/man-pages/man3/execvp.3.html"
     )
     // ANCHOR_END: exercise_exec
 }
