@@ -74,6 +74,13 @@ impl Runner {
         }
     }
 
+    /// Starts the program under another name, its argv[0]: as a later step
+    /// that compiles a step's code into its own binary runs it.
+    pub fn arg0(mut self, name: &str) -> Runner {
+        self.cmd.arg0(name);
+        self
+    }
+
     /// What the program reads on its standard input (then end of file).
     pub fn stdin(mut self, text: impl Into<Vec<u8>>) -> Runner {
         self.stdin = text.into();
