@@ -20,7 +20,7 @@ use std::{os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode}
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::{prctl::set_pdeathsig, wait::WaitStatus, wait::waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, chroot, fork};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
@@ -125,12 +125,11 @@ pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     // Ctrl-C goes to every process on the terminal. The container's shell handles
     // it; we must not die of it (that would kill the container), so we block it.
-    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
-    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv, &old_mask)
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
+    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv)
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => container(&argv, &old_mask),
+        ForkResult::Child => container(&argv),
         ForkResult::Parent { child } => wait_for(child),
     }
     // ANCHOR_END: exercise_fork
@@ -140,8 +139,8 @@ pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
 // ANCHOR: container
 /// The child, from the fork to the exec: start clean, (5) mount proc, (6)
 /// become the command. Async-signal-safe calls only: see `fork_container`.
-pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
-    start_clean(old_mask);
+pub fn container(argv: &[*const libc::c_char]) -> ! {
+    start_clean();
     if let Err(err) = mount_proc() {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
@@ -153,10 +152,16 @@ pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
 
 // ANCHOR: start_clean
 /// What the child inherited from the runtime and the container must not have:
-/// it dies with the runtime, gets Ctrl-C back, and sees none of our files.
-pub fn start_clean(old_mask: &SigSet) {
+/// it dies with the runtime, its signals are as a command expects them, and it
+/// sees none of our files. fork(2) and execve(2) list what is inherited.
+pub fn start_clean() {
     let _ = set_pdeathsig(Signal::SIGKILL); // if the runtime dies, the kernel kills us
-    let _ = old_mask.thread_set_mask();
+    // An ignored signal stays ignored across exec, and the Rust runtime ignores
+    // SIGPIPE before `main`: set it back, or `yes | head -1` never ends inside.
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // The mask survives exec too: unblock Ctrl-C, which (4) blocked, and all else.
+    let _ = SigSet::empty().thread_set_mask();
     // Files the runtime inherited stay outside: close all but stdin, stdout, stderr.
     // SAFETY: close_range(2) only closes descriptors; nothing of ours uses them.
     if unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) } != 0 {

@@ -134,6 +134,36 @@ impl Runner {
         self
     }
 
+    /// Starts the program with every signal at its default action but those in
+    /// `ignored`, and those in `blocked` blocked: `&[], &[]` is how a shell at
+    /// a terminal starts a command, `&[SIGHUP], &[]` how nohup(1) does.
+    /// `Command` alone does not quite: glibc's posix_spawn(3), which it uses
+    /// when it can, leaves the C library's two internal signals (32 and 33)
+    /// ignored in the child. For tests of the signals a step passes on.
+    pub fn with_signals(mut self, ignored: &[Signal], blocked: &[Signal]) -> Runner {
+        let ignored: Vec<i32> = ignored.iter().map(|&signal| signal as i32).collect();
+        let blocked = nix::sys::signal::SigSet::from_iter(blocked.iter().copied());
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                // The kernel's struct sigaction: the handler first, then flags, (on
+                // some machines a restorer,) and the mask, all zeros but the handler.
+                // Through the raw syscall, because glibc's sigaction(2) refuses its
+                // internal signals.
+                for signal in 1..=libc::SIGRTMAX() {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        let handler = if ignored.contains(&signal) { libc::SIG_IGN } else { 0 };
+                        let action = [handler as u64, 0, 0, 0];
+                        let (old, size) = (std::ptr::null_mut::<u64>(), 8);
+                        libc::syscall(libc::SYS_rt_sigaction, signal, &action, old, size);
+                    }
+                }
+                Ok(blocked.thread_set_mask()?)
+            })
+        };
+        self
+    }
+
     /// Starts the program with one more open file than stdin, stdout and
     /// stderr: /dev/null on descriptor `fd`, inherited as any open file is
     /// unless it is marked close-on-exec.
@@ -288,6 +318,31 @@ impl Running {
         panic!("`{}` never printed {text:?}; its output was:\n{output}", self.label);
     }
 
+    /// Waits until a process of this run (the process group the harness made
+    /// for it) has the command line `cmdline`, e.g. the command a step execs,
+    /// and returns its host PID. Fails the test after the timeout.
+    pub fn wait_for_process(&mut self, cmdline: &str) -> i32 {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            let found = host::in_process_group(self.pid())
+                .into_iter()
+                .find(|&pid| host::cmdline(pid).as_deref() == Some(cmdline));
+            if let Some(pid) = found {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let message = format!("no process of `{}` ran `{cmdline}` within {TIMEOUT:?}", self.label);
+        let mut pids = vec![self.pid()];
+        pids.extend(host::in_process_group(self.pid()));
+        host::kill_all(&pids);
+        let output = self.take_output();
+        if let Some(message) = unimplemented(self.step, &output) {
+            panic!("{message}");
+        }
+        panic!("{message}; its output was:\n{output}");
+    }
+
     /// Sends `signal` to the program we started.
     pub fn signal(&self, signal: Signal) {
         host::kill(self.pid(), signal);
@@ -403,12 +458,26 @@ impl Running {
                     host::kill(pid, Signal::SIGKILL);
                 }
                 let _ = self.child.kill();
-                let output = self.take_output();
+                let output = abbreviated(&self.take_output());
                 panic!("`{}` did not end within {TIMEOUT:?}; output so far:\n{output}", self.label);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The first and last lines of a long output: a program that did not end may
+/// have printed the same error millions of times.
+fn abbreviated(output: &str) -> String {
+    const HEAD: usize = 20;
+    const TAIL: usize = 5;
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.len() <= HEAD + TAIL {
+        return output.to_string();
+    }
+    let left_out = lines.len() - HEAD - TAIL;
+    let (head, tail) = (&lines[..HEAD], &lines[lines.len() - TAIL..]);
+    format!("{}\n[... {left_out} more lines ...]\n{}", head.join("\n"), tail.join("\n"))
 }
 
 /// The first line of the failure of a step that stops at the `todo!()` of

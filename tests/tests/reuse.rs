@@ -26,8 +26,8 @@ fn step04_functions_are_there_for_later_steps() {
     let _: fn() -> anyhow::Result<()> = article::make_mounts_private;
     let _: fn(&Path) -> anyhow::Result<()> = article::change_root;
     let _: fn(&[CString]) -> anyhow::Result<ExitCode> = article::fork_container;
-    let _: fn(Argv, &nix::sys::signal::SigSet) -> ! = article::container;
-    let _: fn(&nix::sys::signal::SigSet) = article::start_clean;
+    let _: fn(Argv) -> ! = article::container;
+    let _: fn() = article::start_clean;
     let _: fn() -> nix::Result<()> = article::mount_proc;
     let _: fn(Argv) -> Errno = article::exec;
     let _: fn(&CStr, Errno) -> ! = article::exec_failed;

@@ -16,6 +16,7 @@ use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path, path::PathBuf, proc
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{chdir, chroot, execvp};
 
 /// Run COMMAND with its root directory set to ROOTFS, like chroot(1).
@@ -81,6 +82,7 @@ fn change_root(rootfs: &Path) -> Result<()> {
 /// command is not found, 126 when it cannot be run.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(command: &[CString]) -> ExitCode {
+    reset_signals();
     // ANCHOR: exercise_exec (2) become the command: execvp(3); else exit 127 or 126
     todo!(
         "(2) become the command: execvp(3); else exit 127 or 126 — https://man7.org/linux/man-pages/man3/execvp.3.html"
@@ -88,6 +90,18 @@ fn exec(command: &[CString]) -> ExitCode {
     // ANCHOR_END: exercise_exec
 }
 // ANCHOR_END: exec
+
+// ANCHOR: reset_signals
+/// The command inherits our signal mask and every signal we ignore, and the
+/// Rust runtime ignores SIGPIPE before `main`: left so, `yes | head -1` would
+/// never end. So SIGPIPE goes back to its default, and nothing stays blocked,
+/// as std::process::Command does. Step 04's chapter tells what else is inherited.
+fn reset_signals() {
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}
+// ANCHOR_END: reset_signals
 
 #[cfg(test)]
 mod tests {

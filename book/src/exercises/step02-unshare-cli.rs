@@ -16,7 +16,7 @@ use std::{ffi::CString, ffi::OsString, os::unix::ffi::OsStrExt, path::PathBuf, p
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, ValueEnum};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, raise, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, chdir, chroot, fork, getegid, geteuid};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
@@ -208,6 +208,7 @@ fn fork_and_wait(
 /// then (8) become the command. Async-signal-safe only: no allocation.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
+    reset_signals();
     // ANCHOR: mount_proc
     // ANCHOR: exercise_mount_proc (7) mount a fresh proc: mount(2) "proc" on proc_dir
     todo!(
@@ -224,6 +225,18 @@ fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
     // ANCHOR_END: exec
 }
 // ANCHOR_END: enter
+
+// ANCHOR: reset_signals
+/// The command inherits our signal mask and every signal we ignore, and the
+/// Rust runtime ignores SIGPIPE before `main`: left so, `yes | head -1` would
+/// never end. So SIGPIPE goes back to its default, and nothing stays blocked
+/// (with --fork, we blocked Ctrl-C), as std::process::Command does.
+fn reset_signals() {
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}
+// ANCHOR_END: reset_signals
 
 /// Report a failure without allocating, then exit at once.
 fn die(code: i32, message: &[&[u8]]) -> ! {

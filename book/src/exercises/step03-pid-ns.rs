@@ -17,7 +17,7 @@ use std::{ffi::CString, os::unix::ffi::OsStrExt, process::ExitCode};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
@@ -92,8 +92,7 @@ fn make_mounts_private() -> Result<()> {
 fn fork_container(argv: &[*const libc::c_char]) -> Result<ExitCode> {
     // Ctrl-C goes to every process on the terminal. The shell handles it; we must
     // not die of it and leave the shell behind, so we block it while we wait.
-    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
-    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
     // ANCHOR: exercise_fork (3) fork: fork(2); the child runs container(argv)
     todo!(
         "(3) fork: fork(2); the child runs container(argv) — https://man7.org/linux/man-pages/man2/fork.2.html"
@@ -121,6 +120,7 @@ fn container(argv: &[*const libc::c_char]) -> ! {
 /// (5) Become the command; execvp(3) returns only if it failed.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(argv: &[*const libc::c_char]) -> ! {
+    reset_signals();
     // ANCHOR: exercise_exec (5) become the command: execvp(3), else die()
     todo!(
         "(5) become the command: execvp(3), else die() — https://man7.org/linux/man-pages/man3/execvp.3.html"
@@ -128,6 +128,18 @@ fn exec(argv: &[*const libc::c_char]) -> ! {
     // ANCHOR_END: exercise_exec
 }
 // ANCHOR_END: exec
+
+// ANCHOR: reset_signals
+/// The command inherits our signal mask and every signal we ignore, and the
+/// Rust runtime ignores SIGPIPE before `main`: left so, `yes | head -1` would
+/// never end. So SIGPIPE goes back to its default, and nothing stays blocked
+/// (the parent blocked Ctrl-C before the fork), as std::process::Command does.
+fn reset_signals() {
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}
+// ANCHOR_END: reset_signals
 
 // ANCHOR: no_fork
 /// What `--no-fork` is about to show, said before the command replaces us.
