@@ -15,6 +15,7 @@
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
 
 use std::ffi::{CStr, CString};
+use std::io::Write;
 use std::{os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -38,13 +39,24 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("{}: {err:#}", program_name().to_string_lossy());
+            report(format_args!("{err:#}"));
             ExitCode::from(125) // as chroot(1): the runtime itself failed
         }
     }
+}
+
+/// A usage error exits with 125, as chroot(1) does (clap's own is 2); --help
+/// and --version print and exit with 0.
+fn usage(err: clap::Error) -> ExitCode {
+    let _ = err.print(); // a closed stderr must not change the status
+    ExitCode::from(if err.use_stderr() { 125 } else { 0 })
 }
 
 // ANCHOR: run
@@ -119,9 +131,15 @@ pub fn change_root(rootfs: &Path) -> Result<()> {
 
 // ANCHOR: fork
 /// (4) The child is the first process in the new PID namespace: its PID 1.
+///
+/// fork copies all our memory but only the thread that calls it. In a program
+/// with threads, a lock that another thread held at that moment (malloc's,
+/// say) stays locked in the child for ever: so until it execs, the child makes
+/// only async-signal-safe calls (signal-safety(7)), and does not allocate. We
+/// have one thread, but keep the rule, as std::process::Command does.
 /// <https://man7.org/linux/man-pages/man2/fork.2.html>
 pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
-    // After fork the child must not allocate (signal-safety(7)): build exec's argv now.
+    // So exec's argv is built now, before the fork.
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     // Ctrl-C goes to every process on the terminal. The container's shell handles
     // it; we must not die of it (that would kill the container), so we block it.
@@ -186,7 +204,8 @@ pub fn mount_proc() -> nix::Result<()> {
 
 // ANCHOR: exec
 /// (6) Become the command. execvp(3) returns only if it failed. We call libc
-/// because nix's wrapper allocates, which the child must not do.
+/// because nix's wrapper allocates the pointer array, and the child does not
+/// allocate (see (4)): ours was built before the fork.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 pub fn exec(argv: &[*const libc::c_char]) -> Errno {
     // ANCHOR: exercise_exec (6) become the command: execvp(3), return Errno::last()
@@ -218,8 +237,20 @@ pub fn wait_for(child: Pid) -> Result<ExitCode> {
 }
 // ANCHOR_END: wait
 
+/// Writes `step04-full-demo: MESSAGE` (or a later step's name) to stderr. If
+/// stderr is a closed pipe, the message is lost, but not our exit status
+/// (eprintln! would panic).
+pub fn report(message: impl std::fmt::Display) {
+    let name = program_name().to_string_lossy();
+    let _ = writeln!(std::io::stderr(), "{name}: {message}");
+}
+
 /// Report a failure in the child without allocating, then exit at once.
 pub fn die(code: i32, message: &[&[u8]]) -> ! {
+    // start_clean set SIGPIPE back to its default: ignore it again, so that a
+    // closed stderr loses the message, not our exit status.
+    // SAFETY: ignoring a signal installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     let prefix: [&[u8]; 2] = [program_name().to_bytes(), b": "];
     for part in prefix.iter().chain(message).chain(&[&b"\n"[..]]) {
         let _ = nix::unistd::write(std::io::stderr(), part);

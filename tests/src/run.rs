@@ -32,6 +32,7 @@ pub struct Runner {
     cmd: Command,
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
+    stderr_closed: bool,
     unprivileged: bool,
 }
 
@@ -70,6 +71,7 @@ impl Runner {
             cmd,
             stdin: Vec::new(),
             mount_namespace: None,
+            stderr_closed: false,
             unprivileged: false,
         }
     }
@@ -164,6 +166,14 @@ impl Runner {
         self
     }
 
+    /// Starts the program with its stderr a pipe that nobody reads any more
+    /// (as `prog 2>&1 | head -0` would): every write to it fails with EPIPE,
+    /// or kills the writer with SIGPIPE. The run's stderr is then empty.
+    pub fn stderr_closed(mut self) -> Runner {
+        self.stderr_closed = true;
+        self
+    }
+
     /// Starts the program with one more open file than stdin, stdout and
     /// stderr: /dev/null on descriptor `fd`, inherited as any open file is
     /// unless it is marked close-on-exec.
@@ -224,6 +234,11 @@ impl Runner {
         // A process group of its own: anything left in it after the run is a leak.
         self.cmd.process_group(0);
         self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if self.stderr_closed {
+            let (reader, writer) = std::io::pipe().expect("make a pipe");
+            drop(reader); // nobody will ever read it
+            self.cmd.stderr(writer);
+        }
         let mounts_before = host::mountinfo();
         let mut child =
             self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
@@ -245,10 +260,12 @@ impl Runner {
             }
             all
         });
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_pipe = child.stderr.take();
         let stderr = std::thread::spawn(move || {
             let mut all = Vec::new();
-            let _ = stderr_pipe.read_to_end(&mut all);
+            if let Some(mut pipe) = stderr_pipe {
+                let _ = pipe.read_to_end(&mut all);
+            }
             String::from_utf8_lossy(&all).into_owned()
         });
         let as_root = !self.unprivileged;

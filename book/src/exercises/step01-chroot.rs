@@ -11,6 +11,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
 
+use std::io::Write;
 use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -32,13 +33,34 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("step01-chroot: {err:#}");
+            report(format_args!("{err:#}"));
             ExitCode::from(125) // chroot(1)'s status when it cannot set up
         }
     }
+}
+
+/// A usage error exits with 125, as chroot(1) does (clap's own is 2); --help
+/// and --version print and exit with 0.
+fn usage(err: clap::Error) -> ExitCode {
+    let _ = err.print(); // a closed stderr must not change the status
+    ExitCode::from(if err.use_stderr() { 125 } else { 0 })
+}
+
+/// Writes `step01-chroot: MESSAGE` to stderr. If stderr is a closed pipe, the
+/// message is lost, but not our exit status (eprintln! would panic).
+fn report(message: impl std::fmt::Display) {
+    // After a failed exec, SIGPIPE is at its default (reset_signals): ignore it
+    // again, or the write to a closed stderr would kill us instead.
+    // SAFETY: ignoring a signal installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    let _ = writeln!(std::io::stderr(), "step01-chroot: {message}");
 }
 
 // ANCHOR: run
