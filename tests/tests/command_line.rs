@@ -81,7 +81,10 @@ fn a_directory_as_the_command_gets_a_hint(
     let relative = scratch().join("rootfs");
     std::fs::create_dir_all(&relative).expect("create the scratch rootfs directory");
     let args = with_rootfs(&[directory, "/bin/ps"]);
-    let output = Runner::step(step, &args).run();
+    // execvp(3) fails with EACCES (126) rather than ENOENT if any $PATH
+    // directory is closed to us, as /root/.cargo/bin is to another user.
+    let path = "/usr/local/bin:/usr/bin:/bin";
+    let output = Runner::step(step, &args).env("PATH", path).run();
     output.expect_no_panic();
     let (short, chapter) = (step.short(), step.chapter());
     let what = match step {
