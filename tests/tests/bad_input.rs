@@ -253,17 +253,20 @@ fn not_root(
 /// `eprintln!` would panic there (status 101), and a write after the step set
 /// SIGPIPE back to its default for its command would kill it (141). Each way
 /// a step reports a failure is a case: the runtime's own (`main`), usage
-/// errors (clap), and the child's or the failed exec's.
+/// errors (clap), and the failed exec's. The exec cases of steps 02 and 03 run
+/// without a PID namespace: a PID 1 is immune to the kernel's SIGPIPE, so
+/// only there can it kill (step04's child is always PID 1: `reuse.rs` checks
+/// its `die` in a process that is not).
 #[rstest]
 #[case::step01_chroot_runtime(Step::Step01Chroot, &[MISSING_ROOTFS], false, 125)]
 #[case::step01_chroot_usage(Step::Step01Chroot, &["--bogus"], false, 125)]
 #[case::step01_chroot_exec(Step::Step01Chroot, &[ROOTFS, MISSING_COMMAND], false, 127)]
 #[case::step02_unshare_cli_runtime(Step::Step02UnshareCli, &["--root", MISSING_ROOTFS, "/bin/true"], false, 125)]
 #[case::step02_unshare_cli_usage(Step::Step02UnshareCli, &["--bogus"], false, 1)]
-#[case::step02_unshare_cli_exec(Step::Step02UnshareCli, &["--root", ROOTFS, "--pid", "--fork", MISSING_COMMAND], false, 127)]
+#[case::step02_unshare_cli_exec(Step::Step02UnshareCli, &["--root", ROOTFS, MISSING_COMMAND], false, 127)]
 #[case::step03_pid_ns_runtime(Step::Step03PidNs, &["/bin/true"], true, 125)]
 #[case::step03_pid_ns_usage(Step::Step03PidNs, &["--bogus"], false, 125)]
-#[case::step03_pid_ns_exec(Step::Step03PidNs, &[MISSING_COMMAND], false, 127)]
+#[case::step03_pid_ns_exec(Step::Step03PidNs, &["--no-fork", MISSING_COMMAND], false, 127)]
 #[case::step04_full_demo_runtime(Step::Step04FullDemo, &[MISSING_ROOTFS], false, 125)]
 #[case::step04_full_demo_usage(Step::Step04FullDemo, &["--bogus"], false, 125)]
 #[case::step04_full_demo_exec(Step::Step04FullDemo, &[ROOTFS, MISSING_COMMAND], false, 127)]
