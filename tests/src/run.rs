@@ -32,6 +32,7 @@ pub struct Runner {
     cmd: Command,
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
+    stderr_closed: bool,
     unprivileged: bool,
 }
 
@@ -70,8 +71,16 @@ impl Runner {
             cmd,
             stdin: Vec::new(),
             mount_namespace: None,
+            stderr_closed: false,
             unprivileged: false,
         }
+    }
+
+    /// Starts the program under another name, its argv[0]: as a later step
+    /// that compiles a step's code into its own binary runs it.
+    pub fn arg0(mut self, name: &str) -> Runner {
+        self.cmd.arg0(name);
+        self
     }
 
     /// What the program reads on its standard input (then end of file).
@@ -124,6 +133,44 @@ impl Runner {
     /// `nobody` when the tests are root, as the test's own user otherwise.
     pub fn unprivileged(mut self) -> Runner {
         self.unprivileged = true;
+        self
+    }
+
+    /// Starts the program with every signal at its default action but those in
+    /// `ignored`, and those in `blocked` blocked: `&[], &[]` is how a shell at
+    /// a terminal starts a command, `&[SIGHUP], &[]` how nohup(1) does.
+    /// `Command` alone does not quite: glibc's posix_spawn(3), which it uses
+    /// when it can, leaves the C library's two internal signals (32 and 33)
+    /// ignored in the child. For tests of the signals a step passes on.
+    pub fn with_signals(mut self, ignored: &[Signal], blocked: &[Signal]) -> Runner {
+        let ignored: Vec<i32> = ignored.iter().map(|&signal| signal as i32).collect();
+        let blocked = nix::sys::signal::SigSet::from_iter(blocked.iter().copied());
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                // The kernel's struct sigaction: the handler first, then flags, (on
+                // some machines a restorer,) and the mask, all zeros but the handler.
+                // Through the raw syscall, because glibc's sigaction(2) refuses its
+                // internal signals.
+                for signal in 1..=libc::SIGRTMAX() {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        let handler = if ignored.contains(&signal) { libc::SIG_IGN } else { 0 };
+                        let action = [handler as u64, 0, 0, 0];
+                        let (old, size) = (std::ptr::null_mut::<u64>(), 8);
+                        libc::syscall(libc::SYS_rt_sigaction, signal, &action, old, size);
+                    }
+                }
+                Ok(blocked.thread_set_mask()?)
+            })
+        };
+        self
+    }
+
+    /// Starts the program with its stderr a pipe that nobody reads any more
+    /// (as `prog 2>&1 | head -0` would): every write to it fails with EPIPE,
+    /// or kills the writer with SIGPIPE. The run's stderr is then empty.
+    pub fn stderr_closed(mut self) -> Runner {
+        self.stderr_closed = true;
         self
     }
 
@@ -187,6 +234,11 @@ impl Runner {
         // A process group of its own: anything left in it after the run is a leak.
         self.cmd.process_group(0);
         self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if self.stderr_closed {
+            let (reader, writer) = std::io::pipe().expect("make a pipe");
+            drop(reader); // nobody will ever read it
+            self.cmd.stderr(writer);
+        }
         let mounts_before = host::mountinfo();
         let mut child =
             self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
@@ -208,10 +260,12 @@ impl Runner {
             }
             all
         });
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_pipe = child.stderr.take();
         let stderr = std::thread::spawn(move || {
             let mut all = Vec::new();
-            let _ = stderr_pipe.read_to_end(&mut all);
+            if let Some(mut pipe) = stderr_pipe {
+                let _ = pipe.read_to_end(&mut all);
+            }
             String::from_utf8_lossy(&all).into_owned()
         });
         let as_root = !self.unprivileged;
@@ -279,6 +333,31 @@ impl Running {
             panic!("{message}");
         }
         panic!("`{}` never printed {text:?}; its output was:\n{output}", self.label);
+    }
+
+    /// Waits until a process of this run (the process group the harness made
+    /// for it) has the command line `cmdline`, e.g. the command a step execs,
+    /// and returns its host PID. Fails the test after the timeout.
+    pub fn wait_for_process(&mut self, cmdline: &str) -> i32 {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            let found = host::in_process_group(self.pid())
+                .into_iter()
+                .find(|&pid| host::cmdline(pid).as_deref() == Some(cmdline));
+            if let Some(pid) = found {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let message = format!("no process of `{}` ran `{cmdline}` within {TIMEOUT:?}", self.label);
+        let mut pids = vec![self.pid()];
+        pids.extend(host::in_process_group(self.pid()));
+        host::kill_all(&pids);
+        let output = self.take_output();
+        if let Some(message) = unimplemented(self.step, &output) {
+            panic!("{message}");
+        }
+        panic!("{message}; its output was:\n{output}");
     }
 
     /// Sends `signal` to the program we started.
@@ -396,12 +475,26 @@ impl Running {
                     host::kill(pid, Signal::SIGKILL);
                 }
                 let _ = self.child.kill();
-                let output = self.take_output();
+                let output = abbreviated(&self.take_output());
                 panic!("`{}` did not end within {TIMEOUT:?}; output so far:\n{output}", self.label);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The first and last lines of a long output: a program that did not end may
+/// have printed the same error millions of times.
+fn abbreviated(output: &str) -> String {
+    const HEAD: usize = 20;
+    const TAIL: usize = 5;
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.len() <= HEAD + TAIL {
+        return output.to_string();
+    }
+    let left_out = lines.len() - HEAD - TAIL;
+    let (head, tail) = (&lines[..HEAD], &lines[lines.len() - TAIL..]);
+    format!("{}\n[... {left_out} more lines ...]\n{}", head.join("\n"), tail.join("\n"))
 }
 
 /// The first line of the failure of a step that stops at the `todo!()` of

@@ -269,7 +269,7 @@ fn killing_the_runtime_kills_the_container(#[case] step: Step) {
          later its container was still running on the host (the test killed it):\n{}\n\
          A runtime killed with SIGKILL gets no chance to clean up, so the container must ask \
          the kernel to kill it when its parent dies: prctl(PR_SET_PDEATHSIG, SIGKILL), \
-         `set_pdeathsig`, first thing in the child. See `container` in {} (before (5)), and {}.\
+         `set_pdeathsig`, first thing in the child. See `start_clean` in {} (called before (5)), and {}.\
          \n{output}",
         step.short(),
         survivors.join("\n"),
@@ -385,7 +385,7 @@ fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
          stderr), yet the runtime's descriptor {FD} (or another) is open in the container's \
          PID 1. Every descriptor without close-on-exec survives fork and exec, so an open file \
          of the runtime (a log, a socket, a secret) would be reachable from inside. The child \
-         closes all but 0, 1 and 2 with close_range(3, ~0) before it execs: see `container` in \
+         closes all but 0, 1 and 2 with close_range(3, ~0) before it execs: see `start_clean` in \
          {}, and {}.\n{output}",
         step.short(),
         source(step),
