@@ -61,11 +61,20 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
 
 /// `{{#include path:spec}}` directives: (line number, path, spec after the first ':').
 fn includes(text: &str) -> Vec<(usize, String, Option<String>)> {
+    directives(text, "{{#include ")
+}
+
+/// `{{#<kind> path:spec}}` directives, `open` being `{{#<kind> `.
+fn directives(text: &str, open: &str) -> Vec<(usize, String, Option<String>)> {
     let mut found = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let mut rest = line;
-        while let Some(start) = rest.find("{{#include ") {
-            let after = &rest[start + "{{#include ".len()..];
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len()..];
+            if rest[..start].ends_with('\\') {
+                rest = after; // escaped: mdBook shows it as it is
+                continue;
+            }
             let end = after.find("}}").expect("an {{#include}} closes on its line");
             let target = after[..end].trim();
             let (path, spec) = match target.split_once(':') {
@@ -128,6 +137,27 @@ fn every_include_resolves() {
         }
     }
     assert!(problems.is_empty(), "broken includes in the book:\n{}", problems.join("\n"));
+}
+
+/// Every `{{#exercise path:anchor}}` renders as the book's preprocessor renders it.
+#[test]
+fn every_exercise_renders() {
+    let mut problems = Vec::new();
+    for chapter in chapters() {
+        let text = read(&chapter);
+        for (line, path, anchor) in directives(&text, "{{#exercise ") {
+            let file = chapter.parent().expect("chapter dir").join(&path);
+            let at = format!("{}:{line}: {{{{#exercise {path}}}}}", name(&chapter));
+            let rendered =
+                std::fs::read_to_string(&file).map_err(anyhow::Error::from).and_then(|source| {
+                    xtask::exercise::listing(&source, anchor.as_deref().unwrap_or(""))
+                });
+            if let Err(err) = rendered {
+                problems.push(format!("{at}: {err:#}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "exercises the book cannot show:\n{}", problems.join("\n"));
 }
 
 #[test]

@@ -131,6 +131,32 @@ fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     );
 }
 
+/// From the host, too, PID 1 of a PID namespace gets only the signals it has
+/// a handler for, except SIGKILL and SIGSTOP: the container's `sh`, which has
+/// no SIGTERM handler, lives through the host's SIGTERM, and dies of SIGKILL.
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
+    let mut running =
+        Runner::in_container(step, &["/bin/sh", "-c", "echo ready; sleep 30"]).spawn();
+    running.wait_for_line("ready");
+    let (running, init) = running.container_init(step);
+    host::kill(init, Signal::SIGTERM);
+    let died_of_sigterm = host::eventually(OUTLIVE_SECONDS, || !host::alive(init));
+    host::kill(init, Signal::SIGKILL); // from an ancestor PID namespace: always delivered
+    let output = running.wait();
+    assert!(
+        !died_of_sigterm,
+        "{}: the host sent SIGTERM to the container's PID 1 (host PID {init}), which has no \
+         handler for it, and it died: PID 1 of a PID namespace should get only the signals it \
+         handles, SIGKILL and SIGSTOP from an ancestor namespace excepted (pid_namespaces(7)). \
+         See {}, \"PID 1 and signals\".\n{output}",
+        step.short(),
+        step.chapter()
+    );
+    output.expect_code(128 + Signal::SIGKILL as i32, "SIGKILL from the host ends PID 1");
+}
+
 /// A shell command that starts `sleep SECONDS` in the background, holding no
 /// output pipe (`>&- 2>&-`: a leftover sleep must not keep the harness waiting
 /// for the end of the output). Why not just `sleep SECONDS &`: busybox's sh
@@ -318,8 +344,9 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
         source(step),
         step.chapter()
     );
+    // The transcript takes stdout and stderr as one stream, in the order written.
     let (ours, shells): (Vec<&str>, Vec<&str>) =
-        output.stderr.lines().partition(|line| line.starts_with("step03-pid-ns:"));
+        output.stdout.lines().partition(|line| line.starts_with("step03-pid-ns:"));
     assert!(
         output.code() != 0 && shells.iter().any(|line| line.to_lowercase().contains("fork")),
         "step03 --no-fork: the shell's first child (/bin/true) becomes PID 1 of the new PID \
@@ -328,6 +355,12 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
          Cannot allocate memory\"). See `explain_no_fork` in {} and {}.\n{output}",
         source(step),
         step.chapter()
+    );
+    let position = |prefix: &str| output.stdout.lines().position(|l| l.starts_with(prefix));
+    assert!(
+        matches!((position("step03-pid-ns:"), position("pid=")), (Some(a), Some(b)) if a < b),
+        "step03 --no-fork should explain what is about to happen before the shell runs, so a \
+         terminal shows the explanation (stderr) before the shell's `pid=` line (stdout).\n{output}"
     );
     let explanation = ours.join("\n");
     assert!(
@@ -352,6 +385,54 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
             "note: /bin/sh is not dash, so its fork error differs from the book's: the \
              step03_no_fork transcript is not compared"
         );
+    }
+}
+
+/// `exit` from an interactive dash that is PID 1 of a new PID namespace
+/// prints "Cannot set tty process group (No such process)": at start, dash
+/// notes the terminal's foreground process group, which belongs to the host's
+/// PID namespace and so reads as 0 inside; at exit, it fails to hand the
+/// terminal back to group 0. util-linux's `unshare --pid --fork --mount-proc`
+/// gives the same; the same shell without a new PID namespace does not. The
+/// terminal is a pseudo-terminal from util-linux's `script`.
+#[rstest]
+#[case::step03_pid_ns(Some(Step::Step03PidNs))]
+#[case::util_linux_unshare(None)]
+fn exit_from_an_interactive_dash_as_pid1(#[case] step: Option<Step>) {
+    if !host_sh_is_dash() {
+        eprintln!(
+            "note: /bin/sh is not dash, which is the shell whose message this test checks: \
+             nothing compared"
+        );
+        return;
+    }
+    let runtime = match step {
+        Some(step) => step.binary().display().to_string(),
+        None => format!("{} --pid --fork --mount-proc", host::util_linux_unshare()),
+    };
+    let run = |command: &str| {
+        Runner::program("script", ["-qec", command, "/dev/null"]).stdin("exit\n").run()
+    };
+    let message = "Cannot set tty process group (No such process)";
+    let output = run(&format!("{runtime} /bin/sh"));
+    let line = output.stdout.lines().find(|l| l.contains(message)).map(|l| {
+        l.trim_end_matches('\r').trim_start_matches("# ").to_string() // the prompt, the pty's \r
+    });
+    let Some(line) = line else {
+        panic!(
+            "`{runtime} /bin/sh` in a terminal, then `exit`: dash, as PID 1 of a new PID \
+             namespace, should say {message:?} as it exits, since the terminal's foreground \
+             process group is one of the host's, which it sees as 0.\n{output}"
+        );
+    };
+    let control = run("/bin/sh");
+    assert!(
+        !control.stdout.contains(message),
+        "the same dash, in no new PID namespace, should exit quietly.\n{control}"
+    );
+    if step.is_some() {
+        let shown = "$ sudo ./target/debug/step03-pid-ns\n# exit\n";
+        Transcript(format!("{shown}{line}\n")).assert_matches("step03_exit_tty");
     }
 }
 
