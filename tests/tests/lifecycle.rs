@@ -436,6 +436,87 @@ fn exit_from_an_interactive_dash_as_pid1(#[case] step: Option<Step>) {
     }
 }
 
+/// Why a runtime waits for its container: the shell it was typed into gives
+/// the terminal to the runtime's process group, and takes it back when the
+/// runtime exits. In a terminal (util-linux's `script`), an interactive host
+/// shell starts step03, whose container shell reads a line from the terminal.
+/// While the runtime waits, that works. When the runtime is gone first (the
+/// test kills it, as if it had not waited), the host shell takes the terminal
+/// back, and the container's read fails: its process group is no longer the
+/// terminal's foreground group, and, orphaned, gets EIO (credentials(7)).
+#[rstest]
+#[case::step03_pid_ns_waits(false)]
+#[case::step03_pid_ns_killed(true)]
+fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtime: bool) {
+    let step = Step::Step03PidNs;
+    let dir = workshop_tests::scratch()
+        .join(format!("terminal-{}-{kill_the_runtime}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the test's marker files");
+    let (go, end) = (dir.join("go"), dir.join("end"));
+    let wait_for = |file: &std::path::Path| {
+        format!("while [ ! -e '{}' ]; do sleep 0.05; done", file.display())
+    };
+    // The container's shell: say it is up, wait for the test, read a line.
+    // (The quotes keep the terminal's echo of the command from matching.)
+    let container = format!(
+        "echo container is \"up\"; {}; sleep 0.3; read line; echo \"read\" \"status $? line $line\"",
+        wait_for(&go)
+    );
+    let typed = format!("{} /bin/sh -c '{container}'", step.binary().display());
+    // What is typed at the terminal: the command, then a line, then `exit`.
+    let feeder = format!(
+        "{{ printf '%s\\n' \"$TYPED\"; {}; printf 'hello\\n'; {}; printf 'exit\\n'; }} | \
+         script -qec 'sh -i' /dev/null",
+        wait_for(&go),
+        wait_for(&end)
+    );
+    let mut running =
+        Runner::program("/bin/sh", ["-c", feeder.as_str()]).env("TYPED", &typed).spawn();
+    running.wait_for_line("container is up");
+    if kill_the_runtime {
+        let runtime = host::process_tree(running.pid()).into_iter().find(|&pid| {
+            host::cmdline(pid).is_some_and(|c| c.starts_with(&step.binary().display().to_string()))
+                && host::ns_pids(pid).len() == 1 // the runtime, in the host's PID namespace
+        });
+        let Some(runtime) = runtime else {
+            std::fs::write(&end, "").ok();
+            running.abort("the runtime (step03) is not among the test's processes");
+        };
+        host::kill(runtime, Signal::SIGKILL);
+        host::eventually(VANISH_SECONDS, || !host::alive(runtime));
+    }
+    std::fs::write(&go, "").expect("tell the container to read");
+    running.wait_for_line("read status");
+    std::fs::write(&end, "").expect("tell the terminal to exit");
+    let output = running.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = output
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_start_matches("# ").strip_prefix("read status "))
+        .map(|rest| rest.trim_end_matches('\r').to_string())
+        .unwrap_or_default();
+    if kill_the_runtime {
+        assert!(
+            !status.is_empty() && !status.starts_with('0'),
+            "{}: with its runtime gone, the container's shell should no longer be able to read \
+             the terminal: the host shell took it back when the runtime ended. It read \
+             ({status:?}). See {}, \"The parent waits\".\n{output}",
+            step.short(),
+            step.chapter()
+        );
+    } else {
+        assert_eq!(
+            status,
+            "0 line hello",
+            "{}: while the runtime waits, the container's shell has the terminal, and should read \
+             the line typed into it. See {}, \"The parent waits\".\n{output}",
+            step.short(),
+            step.chapter()
+        );
+    }
+}
+
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
 /// step04's container: the runtime is started with /dev/null on descriptor 9.
 #[rstest]
