@@ -363,3 +363,65 @@ fn summary_lists_every_chapter() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// mdBook numbers the chapters of SUMMARY.md's list: the steps' chapters come
+/// first in it, so that the sidebar's "1." is step 01, "2." step 02, and so on.
+#[test]
+fn sidebar_numbers_are_the_step_numbers() {
+    let summary = read(&book_src().join("SUMMARY.md"));
+    let numbered: Vec<String> = summary
+        .lines()
+        .filter(|line| line.starts_with("- ["))
+        .flat_map(link_targets)
+        .map(String::from)
+        .collect();
+    for (index, step) in Step::ALL.into_iter().enumerate() {
+        let expected = format!("{}.md", step.name());
+        assert_eq!(
+            numbered.get(index),
+            Some(&expected),
+            "SUMMARY.md: the numbered chapter {} should be {expected}, so that the sidebar numbers \
+             the steps' chapters as the steps (unnumbered chapters are the lines without `- `); \
+             the numbered ones are {numbered:?}",
+            index + 1
+        );
+    }
+}
+
+/// `[text](https://…)` links on a line: (text, address).
+fn external_links(line: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (at, _) in line.match_indices("](") {
+        let Some(open) = line[..at].rfind('[') else { continue };
+        let rest = &line[at + 2..];
+        let Some(end) = rest.find(')') else { continue };
+        let target = rest[..end].split_whitespace().next().unwrap_or_default();
+        if target.contains("://") {
+            found.push((line[open + 1..at].to_lowercase(), target.to_string()));
+        }
+    }
+    found
+}
+
+/// A thing linked from the README and the book, such as multipass, is linked
+/// to one address everywhere.
+#[test]
+fn one_address_per_link_text() {
+    let mut files = chapters();
+    files.push(workspace().join("README.md"));
+    let mut seen: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for file in &files {
+        let text = read(file);
+        for (_, line) in prose(&text) {
+            for (label, address) in external_links(line) {
+                seen.entry(label).or_default().insert(address);
+            }
+        }
+    }
+    let problems: Vec<String> = seen
+        .iter()
+        .filter(|(_, addresses)| addresses.len() > 1)
+        .map(|(label, addresses)| format!("[{label}] links to {addresses:?}"))
+        .collect();
+    assert!(problems.is_empty(), "one link text, several addresses:\n{}", problems.join("\n"));
+}

@@ -94,6 +94,33 @@ fn every_numbered_part_is_an_exercise() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A numbered part has one name: the chapter's `## (N) Title` is the title
+/// of region (N), which the `todo!()` and the tests' messages say.
+#[test]
+fn sections_and_regions_have_the_same_names() {
+    let mut problems = Vec::new();
+    for step in Step::ALL {
+        let path = workspace().join("book/src").join(format!("{}.md", step.name()));
+        let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
+        for region in regions(step) {
+            let heading = chapter.lines().find_map(|line| {
+                line.strip_prefix(&format!("## ({}) ", region.number)).map(str::trim)
+            });
+            if heading.map(str::to_lowercase) != Some(region.title.to_lowercase()) {
+                problems.push(format!(
+                    "book/src/{}.md: section ({}) is called {heading:?}, but its exercise region \
+                     in {}/src/main.rs is called {:?}: use one name",
+                    step.name(),
+                    region.number,
+                    step.name(),
+                    region.title
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Each chapter shows every region of its step in exercise form, with an
 /// `{{#exercise}}` of a book anchor around the region, and each of those
 /// renders.

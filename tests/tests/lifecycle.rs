@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Runner, Step, Transcript, host};
+use workshop_tests::{Output, Runner, Step, Transcript, host};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -394,7 +394,8 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
 /// PID namespace and so reads as 0 inside; at exit, it fails to hand the
 /// terminal back to group 0. util-linux's `unshare --pid --fork --mount-proc`
 /// gives the same; the same shell without a new PID namespace does not. The
-/// terminal is a pseudo-terminal from util-linux's `script`.
+/// terminal is a pseudo-terminal from util-linux's `script`. (The transcript's
+/// first two lines are the command the test ran and the line it typed.)
 #[rstest]
 #[case::step03_pid_ns(Some(Step::Step03PidNs))]
 #[case::util_linux_unshare(None)]
@@ -429,6 +430,20 @@ fn exit_from_an_interactive_dash_as_pid1(#[case] step: Option<Step>) {
     assert!(
         !control.stdout.contains(message),
         "the same dash, in no new PID namespace, should exit quietly.\n{control}"
+    );
+    // The terminal's foreground process group (field 8 of /proc/self/stat,
+    // proc(5)), seen from inside the new PID namespace, then from outside.
+    let tpgid = |command: &str| {
+        let probe = format!("{command} /bin/sh -c 'cut -d\" \" -f8 /proc/self/stat'");
+        let output = Runner::program("script", ["-qec", probe.as_str(), "/dev/null"]).run();
+        output.stdout.trim().to_string()
+    };
+    let (inside, outside) = (tpgid(&runtime), tpgid(""));
+    assert!(
+        inside == "0" && outside.parse::<i32>().is_ok_and(|g| g > 0),
+        "the terminal's foreground process group, a group of the host's PID namespace, should \
+         read as 0 from inside the new one (it is {inside:?}), and as its number outside (it is \
+         {outside:?})"
     );
     if step.is_some() {
         let shown = "$ sudo ./target/debug/step03-pid-ns\n# exit\n";
@@ -515,6 +530,34 @@ fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtim
             step.chapter()
         );
     }
+}
+
+/// An interactive shell catches SIGINT, so PID 1 gets Ctrl-C; a shell
+/// reading a script does not. The shell's `SigCgt` (proc(5)), read in a
+/// container started from a terminal (util-linux's `script`) and from a pipe.
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+fn interactive_pid1_catches_sigint(#[case] step: Step) {
+    let caught = |output: &Output| {
+        let mask = output.stdout.lines().find_map(|l| l.split("SigCgt:").nth(1))?;
+        let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+        Some(mask & (1 << (Signal::SIGINT as u64 - 1)) != 0)
+    };
+    let probe = "grep SigCgt /proc/1/status\nexit\n";
+    let command = step.args_for(workshop_tests::alpine_rootfs(), &[]);
+    let in_terminal = format!("{} {}", step.binary().display(), command.join(" "));
+    let terminal =
+        Runner::program("script", ["-qec", in_terminal.as_str(), "/dev/null"]).stdin(probe).run();
+    let piped = Runner::in_container(step, &[]).stdin(probe).run();
+    assert_eq!(
+        (caught(&terminal), caught(&piped)),
+        (Some(true), Some(false)),
+        "{}: the container's shell, PID 1, should catch SIGINT when it is interactive (in a \
+         terminal), and not when it reads a script: PID 1 gets only the signals it catches, so \
+         Ctrl-C reaches an interactive shell. See {}, \"PID 1 and signals\".\n{terminal}\n{piped}",
+        step.short(),
+        step.chapter()
+    );
 }
 
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
