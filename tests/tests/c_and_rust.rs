@@ -57,7 +57,7 @@ fn chapter() -> String {
 /// The shell exits with 42: the C program does not look at how its child
 /// ended (`waitpid(child, NULL, 0)`) and returns 0; step04 hands 42 on.
 #[rstest]
-#[case::step04_c_original(Program::C, 0)]
+#[case::container_demo_c(Program::C, 0)]
 #[case::step04_full_demo(Program::Step04, 42)]
 fn exit_status(#[case] program: Program, #[case] expected: i32) {
     let output = program.runner("exit 42").run();
@@ -74,7 +74,7 @@ fn exit_status(#[case] program: Program, #[case] expected: i32) {
 /// The runtime is killed with SIGKILL while its container runs: the C
 /// program's container carries on, orphaned; step04's dies with it.
 #[rstest]
-#[case::step04_c_original(Program::C, true)]
+#[case::container_demo_c(Program::C, true)]
 #[case::step04_full_demo(Program::Step04, false)]
 fn killed_runtime(#[case] program: Program, #[case] container_survives: bool) {
     let mut running = program.runner("echo ready; sleep 30").spawn();
@@ -104,7 +104,7 @@ fn killed_runtime(#[case] program: Program, #[case] container_survives: bool) {
 /// the C program's container (with whatever else the test process was given
 /// without close-on-exec), and not in step04's.
 #[rstest]
-#[case::step04_c_original(Program::C, true)]
+#[case::container_demo_c(Program::C, true)]
 #[case::step04_full_demo(Program::Step04, false)]
 fn inherited_descriptors(#[case] program: Program, #[case] leaks: bool) {
     let output = program.runner("ls /proc/1/fd").extra_fd(9).run();
@@ -134,8 +134,8 @@ fn inherited_descriptors(#[case] program: Program, #[case] leaks: bool) {
 /// fork and exec, so step04 sets SIGPIPE back to the default in the child
 /// before the exec, whatever it was given.
 #[rstest]
-#[case::step04_c_original(Program::C, false, 141)]
-#[case::step04_c_original_sigpipe_ignored(Program::C, true, 1)]
+#[case::container_demo_c(Program::C, false, 141)]
+#[case::container_demo_c_sigpipe_ignored(Program::C, true, 1)]
 #[case::step04_full_demo(Program::Step04, false, 141)]
 #[case::step04_full_demo_sigpipe_ignored(Program::Step04, true, 141)]
 fn sigpipe(#[case] program: Program, #[case] ignored: bool, #[case] expected: i32) {

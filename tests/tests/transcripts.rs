@@ -64,7 +64,7 @@ fn expect_ps_table(output: &Output, rows: &[&str], who: &str, chapter: &str) {
 /// compiled with `cc` from step04-full-demo/container_demo.c, run beside a
 /// `rootfs`, as the article runs it.
 #[rstest]
-#[case::step04_c_original("container_demo_ps")]
+#[case::container_demo_c("container_demo_ps")]
 fn ps_inside_the_c_original(#[case] name: &str) {
     let (transcript, output) = Transcript::shell(c_demo::runner(), ALPINE_PROMPT, &["ps"]);
     output.expect_success();
@@ -78,7 +78,7 @@ fn ps_inside_the_c_original(#[case] name: &str) {
 /// then `ps`, which is PID 3 because `cat` was PID 2 (PIDs are not reused
 /// until the counter wraps).
 #[rstest]
-#[case::step04_c_original("container_demo_article")]
+#[case::container_demo_c("container_demo_article")]
 fn the_article_s_session(#[case] name: &str) {
     let commands = ["cat /etc/os-release", "ps"];
     let (transcript, output) = Transcript::shell(c_demo::runner(), ALPINE_PROMPT, &commands);
