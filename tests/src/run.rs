@@ -197,6 +197,18 @@ impl Runner {
     /// Starts the program. It reads `stdin`, and its output is collected.
     pub fn spawn(mut self) -> Running {
         let privilege = if self.unprivileged { None } else { Some(require_privilege()) };
+        // Start as from a terminal, whatever this test process inherited: a
+        // shell that ran `cargo test &` has SIGINT and SIGQUIT ignored, and an
+        // ignored signal stays ignored across exec (signal(7)). std resets the
+        // mask and SIGPIPE only.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            self.cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            })
+        };
         if self.sigpipe_ignored {
             // SAFETY: signal(2) is async-signal-safe. std resets SIGPIPE before
             // running this hook, so the program starts with it ignored.
