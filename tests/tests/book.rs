@@ -3,10 +3,12 @@
 //! Listings are `{{#include}}`s of the steps' sources by anchor; console
 //! transcripts are `{{#include}}`s of the insta snapshots that the other
 //! tests check against real runs. These tests check the book's side: every
-//! include resolves, every snapshot is included from its first line of
+//! include resolves, every `{{#exercise}}` (which the book's preprocessor
+//! renders) renders, every snapshot is included from its first line of
 //! content, no Rust listing is pasted, every link and image resolves, every
-//! man page named links to man7.org, and each step chapter has one `## (N)`
-//! section per number in the step's code.
+//! man page named links to man7.org, one link text has one address, the
+//! sidebar numbers the steps' chapters as the steps, and each step chapter has
+//! one `## (N)` section per number in the step's code.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
