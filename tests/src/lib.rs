@@ -1,6 +1,7 @@
 //! The workshop's test harness, written once and shared by every test file.
 //!
-//! It builds the four step binaries, prepares the Alpine rootfs once per run
+//! It builds the four step binaries (and, with `cc`, the article's program in
+//! C, see [`c_demo`]), prepares the Alpine rootfs once per run
 //! (with the same code as `cargo xtask rootfs`), runs a step as a child
 //! process — as root, or as "root" inside a user namespace when the tests run
 //! without sudo — and checks after every run that the host is as it was: the
@@ -9,6 +10,7 @@
 //! Failure messages are written for students: they say what the step did,
 //! what it should have done, and which section of the book explains it.
 
+pub mod c_demo;
 pub mod host;
 pub mod privilege;
 pub mod rootfs;

@@ -34,6 +34,11 @@ pub struct Runner {
     mount_namespace: Option<MsFlags>,
     stderr_closed: bool,
     unprivileged: bool,
+    /// Run as root of a user namespace even when the tests are root.
+    rootless: bool,
+    /// stdout and stderr are one pipe, as they are one terminal.
+    merged: bool,
+    sigpipe_ignored: bool,
 }
 
 impl Runner {
@@ -73,6 +78,9 @@ impl Runner {
             mount_namespace: None,
             stderr_closed: false,
             unprivileged: false,
+            rootless: false,
+            merged: false,
+            sigpipe_ignored: false,
         }
     }
 
@@ -174,6 +182,36 @@ impl Runner {
         self
     }
 
+    /// Runs the program rootless, as root of a user namespace of its own (like
+    /// `unshare --user --map-root-user --mount`), whether the tests run as root
+    /// or not: what a learner without sudo sees. As root, the tests first
+    /// become the user who ran sudo (`SUDO_UID`), else `nobody`.
+    pub fn rootless(mut self) -> Runner {
+        self.rootless = true;
+        self
+    }
+
+    /// Starts the program in `dir` (the scratch directory otherwise).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Runner {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Gives the program one pipe for both stdout and stderr, as a terminal
+    /// is one screen for both: the output is then in the order it was
+    /// written, and [`Output::stdout`] holds all of it ([`Output::merged`]).
+    pub fn terminal_order(mut self) -> Runner {
+        self.merged = true;
+        self
+    }
+
+    /// Starts the program with SIGPIPE ignored, as a parent that ignores it
+    /// passes it on (an ignored signal stays ignored across fork and exec).
+    pub fn sigpipe_ignored(mut self) -> Runner {
+        self.sigpipe_ignored = true;
+        self
+    }
+
     /// Starts the program with one more open file than stdin, stdout and
     /// stderr: /dev/null on descriptor `fd`, inherited as any open file is
     /// unless it is marked close-on-exec.
@@ -206,7 +244,34 @@ impl Runner {
     /// Starts the program. It reads `stdin`, and its output is collected.
     pub fn spawn(mut self) -> Running {
         let privilege = if self.unprivileged { None } else { Some(require_privilege()) };
+        // Start as from a terminal, whatever this test process inherited: a
+        // shell that ran `cargo test &` has SIGINT and SIGQUIT ignored, and an
+        // ignored signal stays ignored across exec (signal(7)). std resets the
+        // mask and SIGPIPE only.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            self.cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            })
+        };
+        if self.sigpipe_ignored {
+            // SAFETY: signal(2) is async-signal-safe. std resets SIGPIPE before
+            // running this hook, so the program starts with it ignored.
+            unsafe {
+                self.cmd.pre_exec(|| {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                    Ok(())
+                })
+            };
+        }
         match (privilege, self.unprivileged) {
+            (Some(Privilege::Root), false) if self.rootless => {
+                let (uid, gid) = sudo_user().unwrap_or((65534, 65534));
+                become_user(&mut self.cmd, uid, gid);
+                xtask::rootless::map_root_to(&mut self.cmd, uid, gid);
+            }
             (Some(Privilege::Rootless), _) => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
@@ -233,7 +298,16 @@ impl Runner {
         }
         // A process group of its own: anything left in it after the run is a leak.
         self.cmd.process_group(0);
-        self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.stdin(Stdio::piped());
+        let merged = if self.merged {
+            let (reader, writer) = std::io::pipe().expect("make a pipe");
+            let writer_too = writer.try_clone().expect("duplicate a pipe");
+            self.cmd.stdout(writer).stderr(writer_too);
+            Some(reader)
+        } else {
+            self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        };
         if self.stderr_closed {
             let (reader, writer) = std::io::pipe().expect("make a pipe");
             drop(reader); // nobody will ever read it
@@ -242,6 +316,8 @@ impl Runner {
         let mounts_before = host::mountinfo();
         let mut child =
             self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
+        // Our copies of the pipe's writing end: the reader sees the end when the program is done.
+        self.cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let stdin = child.stdin.take().expect("piped stdin");
         let input = self.stdin;
         std::thread::spawn(move || {
@@ -249,7 +325,10 @@ impl Runner {
             let _ = stdin.write_all(&input); // the program may exit without reading it all
         });
         let (lines_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout: Box<dyn Read + Send> = match merged {
+            Some(reader) => Box::new(reader),
+            None => Box::new(child.stdout.take().expect("piped stdout")),
+        };
         let stdout = std::thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(stdout).lines() {
@@ -273,6 +352,8 @@ impl Runner {
             label: self.label,
             step: self.step,
             as_root,
+            rootless: self.rootless,
+            merged: self.merged,
             child,
             mounts_before,
             lines,
@@ -302,6 +383,8 @@ pub struct Running {
     label: String,
     step: Option<Step>,
     as_root: bool,
+    rootless: bool,
+    merged: bool,
     child: Child,
     mounts_before: String,
     lines: mpsc::Receiver<String>,
@@ -439,11 +522,20 @@ impl Running {
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
         // First of all: a step that stopped at an exercise's todo!() is not written yet.
-        if let Some(message) = unimplemented(self.step, &stderr) {
+        if let Some(message) = unimplemented(self.step, if self.merged { &stdout } else { &stderr })
+        {
             panic!("{message}");
         }
-        let output =
-            Output { label: self.label, pid: pgrp, as_root: self.as_root, status, stdout, stderr };
+        let output = Output {
+            label: self.label,
+            pid: pgrp,
+            as_root: self.as_root,
+            rootless: self.rootless,
+            merged: self.merged,
+            status,
+            stdout,
+            stderr,
+        };
         let (added, removed) = host::mount_changes(&self.mounts_before, &host::mountinfo());
         assert!(
             added.is_empty() && removed.is_empty(),
@@ -542,16 +634,33 @@ pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
 /// Drops root to `nobody` (65534) before exec, so the program runs as an
 /// ordinary user: no capabilities, no user namespace.
 fn become_nobody(cmd: &mut Command) {
+    become_user(cmd, 65534, 65534);
+}
+
+/// Drops root to `uid` and `gid`, with no supplementary group, before exec.
+fn become_user(cmd: &mut Command, uid: u32, gid: u32) {
     use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             setgroups(&[])?;
-            setgid(Gid::from_raw(65534))?;
-            setuid(Uid::from_raw(65534))?;
+            setgid(Gid::from_raw(gid))?;
+            setuid(Uid::from_raw(uid))?;
+            // Changing user made the process undumpable, which gives its
+            // /proc/self files to root: a user namespace's uid_map among them.
+            // prctl(2) only sets a flag of this process.
+            if libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         })
     };
+}
+
+/// The user who ran `sudo`, if the tests run under it: (uid, gid).
+fn sudo_user() -> Option<(u32, u32)> {
+    let id = |key: &str| std::env::var(key).ok()?.parse().ok().filter(|&id| id != 0);
+    Some((id("SUDO_UID")?, id("SUDO_GID")?))
 }
 
 /// What a run did.
@@ -562,6 +671,11 @@ pub struct Output {
     pub pid: i32,
     /// Whether it ran with root's powers (real or rootless), as a learner runs it with sudo.
     pub as_root: bool,
+    /// Whether it was made to run rootless ([`Runner::rootless`]), as a learner without sudo.
+    pub rootless: bool,
+    /// Whether stdout and stderr were one pipe ([`Runner::terminal_order`]):
+    /// then `stdout` holds both, in the order written, and `stderr` is empty.
+    pub merged: bool,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -596,6 +710,12 @@ impl Output {
         self.expect_code(0, "it should have succeeded")
     }
 
+    /// What the program wrote to stderr; or, when stdout and stderr were one
+    /// stream ([`Output::merged`]), everything it wrote.
+    pub fn messages(&self) -> &str {
+        if self.merged { &self.stdout } else { &self.stderr }
+    }
+
     /// Standard output, one trimmed line per item, without empty lines.
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
@@ -605,6 +725,13 @@ impl Output {
 impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "--- `{}` exited with status {}", self.label, self.code())?;
+        if self.merged {
+            return write!(
+                f,
+                "--- stdout and stderr, as a terminal shows them:\n{}",
+                self.stdout.trim_end()
+            );
+        }
         writeln!(f, "--- stdout:\n{}", self.stdout.trim_end())?;
         write!(f, "--- stderr:\n{}", self.stderr.trim_end())
     }

@@ -33,9 +33,10 @@ fn regular_file() -> PathBuf {
     path
 }
 
-/// Fails unless `output`'s stderr contains `text`.
+/// Fails unless `output`'s stderr contains `text` (or its output, where a
+/// transcript took stdout and stderr as one stream, as a terminal shows them).
 fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
-    assert!(output.stderr.contains(text), "{why}\nIt should say {text:?}.\n{output}");
+    assert!(output.messages().contains(text), "{why}\nIt should say {text:?}.\n{output}");
 }
 
 /// A rootfs that does not exist: the step stops before doing anything, with
@@ -229,20 +230,30 @@ fn not_root(
              {chapter}, section {section}"
         ),
     );
-    for (text, what) in [
+    // Everything the message must say, checked at once, so that one failure
+    // lists every missing piece.
+    let wanted = [
         (capability, "the capability the failed system call needs"),
         ("sudo", "how to get it: run with sudo"),
         ("cargo xtask doctor", "where to find out more: `cargo xtask doctor`"),
-    ] {
-        expect_stderr_contains(
-            &output,
-            text,
-            &format!(
-                "{short}: EPERM alone does not tell a learner what to do; the hint should name \
-                 {what}; see {chapter}, section {section}."
-            ),
-        );
-    }
+    ];
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(text, _)| !output.messages().contains(text))
+        .map(|(text, what)| format!("{what} ({text:?})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{short}: EPERM alone does not tell a learner what to do. The message (the error, then \
+         a `hint:` line) should name {}; it does not name {}. See {chapter}, section {section}.\n\
+         {output}",
+        wanted
+            .iter()
+            .map(|(text, what)| format!("{what} ({text:?})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing.join(", ")
+    );
     if let Some(name) = transcript {
         recorded.assert_matches(name);
     }

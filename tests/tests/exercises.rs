@@ -4,9 +4,10 @@
 //! <title>: <hint>` … `// ANCHOR_END: exercise_<name>`; `cargo xtask exercise`
 //! turns them into `todo!()`s. These tests check that every region is written
 //! (one failure line per region still `todo!()`), that every numbered part of
-//! a step is a region, and that the book's exercise listings, generated from
-//! the same sources into `book/src/exercises/`, are up to date and shown in
-//! each chapter.
+//! a step is a region, and that each chapter shows its step's regions in
+//! exercise form, with `{{#exercise}}` (the book's preprocessor renders them
+//! from the steps' sources when the book is built: nothing is generated into
+//! the repository).
 
 use rstest::rstest;
 use workshop_tests::run::not_implemented;
@@ -93,30 +94,36 @@ fn every_numbered_part_is_an_exercise() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// `book/src/exercises/<crate>.rs` is what `cargo xtask exercise --book`
-/// makes of the step's source now.
+/// A numbered part has one name: the chapter's `## (N) Title` is the title
+/// of region (N), which the `todo!()` and the tests' messages say.
 #[test]
-fn book_exercises_are_up_to_date() {
-    let mut stale = Vec::new();
+fn sections_and_regions_have_the_same_names() {
+    let mut problems = Vec::new();
     for step in Step::ALL {
-        let expected = exercise::book_listing(step.name(), &source(step))
-            .unwrap_or_else(|err| panic!("{}: {err:#}", step.name()));
-        let path = workspace().join("book/src/exercises").join(format!("{}.rs", step.name()));
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {
-            stale.push(format!("book/src/exercises/{}.rs", step.name()));
+        let path = workspace().join("book/src").join(format!("{}.md", step.name()));
+        let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
+        for region in regions(step) {
+            let heading = chapter.lines().find_map(|line| {
+                line.strip_prefix(&format!("## ({}) ", region.number)).map(str::trim)
+            });
+            if heading.map(str::to_lowercase) != Some(region.title.to_lowercase()) {
+                problems.push(format!(
+                    "book/src/{}.md: section ({}) is called {heading:?}, but its exercise region \
+                     in {}/src/main.rs is called {:?}: use one name",
+                    step.name(),
+                    region.number,
+                    step.name(),
+                    region.title
+                ));
+            }
         }
     }
-    assert!(
-        stale.is_empty(),
-        "the book's exercise listings are stale: run `cargo xtask exercise --book`, which \
-         writes them from the steps' sources: {}.\n(A student who changed a step outside its \
-         exercise regions sees this too, and may ignore it.)",
-        stale.join(", ")
-    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Each chapter shows every region of its step in exercise form, by
-/// including the generated listing at a book anchor around the region.
+/// Each chapter shows every region of its step in exercise form, with an
+/// `{{#exercise}}` of a book anchor around the region, and each of those
+/// renders.
 #[test]
 fn each_chapter_shows_its_exercises() {
     let mut problems = Vec::new();
@@ -132,9 +139,21 @@ fn each_chapter_shows_its_exercises() {
                 ));
                 continue;
             }
-            let include =
-                |anchor: &String| format!("{{{{#include exercises/{}.rs:{anchor}}}}}", step.name());
-            if !region.book_anchors.iter().any(|anchor| chapter.contains(&include(anchor))) {
+            let include = |anchor: &String| {
+                format!("{{{{#exercise ../../{}/src/main.rs:{anchor}}}}}", step.name())
+            };
+            let shown: Vec<&String> =
+                region.book_anchors.iter().filter(|a| chapter.contains(&include(a))).collect();
+            for anchor in &shown {
+                if let Err(err) = exercise::listing(&source(step), anchor) {
+                    problems.push(format!(
+                        "book/src/{}.md: {}: {err:#}",
+                        step.name(),
+                        include(anchor)
+                    ));
+                }
+            }
+            if shown.is_empty() {
                 problems.push(format!(
                     "book/src/{}.md should show ({}) {} in exercise form, in its Exercises \
                      section: {}",

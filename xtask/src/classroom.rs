@@ -56,11 +56,6 @@ impl Classroom {
         self.state("handed-out", step)
     }
 
-    /// Where the book's exercise listing of `step` is.
-    pub fn book_listing(&self, step: Step) -> PathBuf {
-        self.root.join("book/src/exercises").join(format!("{}.rs", step.crate_name()))
-    }
-
     /// `path` as typed from the workspace root.
     fn show(&self, path: &Path) -> String {
         path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
@@ -191,29 +186,6 @@ impl Classroom {
         self.forget(step)?;
         out += &format!("{name}: {shown} is the solution again");
         Ok(out)
-    }
-
-    /// Writes `book/src/exercises/<crate>.rs` for every step, from the saved
-    /// solution when there is one, else from the source as it is (either way
-    /// the exercise is the same).
-    pub fn write_book(&self) -> Result<String> {
-        let mut out = Vec::new();
-        for step in Step::ALL {
-            let source = match read_if_exists(&self.saved_solution(step))? {
-                Some(solution) => solution,
-                None => read(&self.source(step))?,
-            };
-            let listing = exercise::book_listing(step.crate_name(), &source)?;
-            let path = self.book_listing(step);
-            let shown = self.show(&path);
-            if read_if_exists(&path)?.as_deref() == Some(listing.as_str()) {
-                out.push(format!("{}: {shown} is up to date", step.name()));
-            } else {
-                write(&path, &listing)?;
-                out.push(format!("{}: wrote {shown}", step.name()));
-            }
-        }
-        Ok(out.join("\n"))
     }
 
     /// Saves a student's file in `.exercise/student/<crate>-<UTC time>.rs`.
@@ -445,22 +417,6 @@ mod tests {
         write(&classroom.source(step), &partial).unwrap();
         let _ = classroom.exercise(step, true);
         assert!(!classroom.saved_solution(step).exists());
-    }
-
-    #[test]
-    fn the_book_listings_are_written_once() {
-        let (_dir, classroom) = workspace();
-        let out = classroom.write_book().unwrap();
-        assert!(out.contains("step04: wrote book/src/exercises/step04-full-demo.rs"), "{out}");
-        let listing = read(&classroom.book_listing(Step::Step04)).unwrap();
-        assert_eq!(listing, exercise::book_listing("step04-full-demo", SOLUTION).unwrap());
-        // In exercise mode the listing is the same.
-        classroom.exercise(Step::Step04, false).unwrap();
-        let out = classroom.write_book().unwrap();
-        assert!(
-            out.contains("step04: book/src/exercises/step04-full-demo.rs is up to date"),
-            "{out}"
-        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   namespace ([`mod@rootless`]);
 //! - exercise mode, for a class: [`classroom`] turns a step into its exercise
 //!   and back (`cargo xtask exercise | solution`), with the pure transformation
-//!   in [`exercise`]; [`grade`] runs a step's tests and sums them up.
+//!   in [`exercise`] (the `workshop-exercise` crate, which the book's
+//!   preprocessor uses too); [`grade`] runs a step's tests and sums them up.
 //!
 //! The tests crate uses the library too. What it needs is re-exported here:
 //! [`alpine_tarball`], [`extract()`], [`prepare`] and [`rootless()`].
@@ -22,7 +23,6 @@
 pub mod classroom;
 pub mod doctor;
 pub mod download;
-pub mod exercise;
 pub mod extract;
 pub mod grade;
 pub mod mounts;
@@ -32,6 +32,7 @@ pub mod run;
 
 use std::path::{Path, PathBuf};
 
+pub use ::exercise;
 pub use download::alpine_tarball;
 pub use extract::{Summary, extract};
 pub use rootfs::{Prepared, Source, prepare};

@@ -49,13 +49,10 @@ enum Command {
         options: RunOptions,
     },
     /// Turn a step into its exercise: each marked region becomes a todo!() with a hint (the solution is kept in .exercise/).
-    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all", "book"]))]
+    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all"]))]
     Exercise {
         #[command(flatten)]
         which: Which,
-        /// Only write the book's exercise listings, book/src/exercises/*.rs, from the steps' sources.
-        #[arg(long, conflicts_with_all = ["step", "all", "force"])]
-        book: bool,
     },
     /// Put a step's reference solution back, from .exercise/ (a student's edited file is kept, with --force).
     #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all"]))]
@@ -129,11 +126,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Doctor => xtask::doctor::doctor(),
         Command::Run { step, options } => xtask::run::run(step, options.rootless, &options.args),
         Command::Demo { options } => xtask::run::run(Step::Step04, options.rootless, &options.args),
-        Command::Exercise { book: true, .. } => {
-            println!("{}", Classroom::here().write_book()?);
-            Ok(0)
-        }
-        Command::Exercise { which, .. } => {
+        Command::Exercise { which } => {
             for_each_step(&which, |classroom, step| classroom.exercise(step, which.force))
         }
         Command::Solution { which } => {
@@ -196,17 +189,14 @@ mod tests {
     #[test]
     fn exercise_and_solution_take_a_step_or_all() {
         let cli = Cli::try_parse_from(["xtask", "exercise", "step04", "--force"]).unwrap();
-        let Command::Exercise { which, book: false } = cli.command else { panic!("{cli:?}") };
+        let Command::Exercise { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!((which.steps(), which.force), (vec![Step::Step04], true));
         let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
         let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!(which.steps(), Step::ALL);
-        assert!(Cli::try_parse_from(["xtask", "exercise", "--book"]).is_ok());
-        assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step, --all or --book");
+        assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step or --all");
         assert!(Cli::try_parse_from(["xtask", "solution"]).is_err(), "a step or --all");
-        assert!(Cli::try_parse_from(["xtask", "solution", "--book"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--all"]).is_err());
-        assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--book"]).is_err());
         let cli = Cli::try_parse_from(["xtask", "grade"]).unwrap();
         assert!(matches!(cli.command, Command::Grade { step: None }));
     }
