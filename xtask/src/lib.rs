@@ -297,6 +297,41 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
     }
 
+    /// Issue 8 §1: the workspace is found at run time, from what cargo says,
+    /// else from the current directory; a binary from elsewhere is refused.
+    #[test]
+    fn the_workspace_is_found_at_run_time() {
+        let scratch = tempfile::tempdir().unwrap();
+        let ws = scratch.path().join("student1");
+        std::fs::create_dir_all(ws.join("tests")).unwrap();
+        std::fs::create_dir_all(ws.join("book/src")).unwrap();
+        std::fs::write(ws.join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(ws.join("tests/Cargo.toml"), "[package]\n").unwrap();
+        let ws = ws.canonicalize().unwrap();
+        let compiled = Path::new("/elsewhere/workshop");
+        let found = locate_workspace(Some(&ws.join("tests")), Some(Path::new("/")));
+        assert_eq!(found, Located { root: ws.clone(), found_by: FoundBy::Cargo });
+        assert!(check_workspace_of(&found, Some(Path::new("/x/xtask")), compiled).is_ok());
+
+        let found = locate_workspace(None, Some(&ws.join("book/src")));
+        assert_eq!(found, Located { root: ws.clone(), found_by: FoundBy::CurrentDir });
+        assert!(check_workspace_of(&found, Some(&ws.join("target/debug/xtask")), compiled).is_ok());
+        assert!(check_workspace_of(&found, Some(Path::new("/x/xtask")), &ws).is_ok());
+        let text = report(
+            &check_workspace_of(
+                &found,
+                Some(Path::new("/elsewhere/workshop/target/debug/xtask")),
+                compiled,
+            )
+            .unwrap_err(),
+        );
+        assert!(text.contains("belongs to the workspace /elsewhere/workshop"), "{text}");
+
+        let found = locate_workspace(None, Some(scratch.path()));
+        assert_eq!(found.found_by, FoundBy::Compiled);
+        assert!(check_workspace_of(&found, None, compiled).is_err());
+    }
+
     #[test]
     fn display_path_is_relative_to_the_workspace() {
         assert_eq!(display_path(&workspace_root().join("rootfs")), "rootfs");
