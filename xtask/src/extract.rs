@@ -106,15 +106,27 @@ pub(crate) fn extract_into(
     unpack(input, dest, shown, options)
 }
 
+/// Checks that `tarball` opens as a tarball (gzip-compressed or not) whose
+/// first block is a tar header: what [`extract`] checks before it writes anything.
+pub fn check_tarball(tarball: &Path) -> Result<()> {
+    Input::open(tarball).map(drop)
+}
+
+/// "1 entry", "2 entries".
+fn entries(n: usize) -> String {
+    if n == 1 { "1 entry".to_owned() } else { format!("{n} entries") }
+}
+
 fn unpack(input: Input, root: &Dir, shown: &Path, options: &Options) -> Result<Summary> {
     let Input { path, reader, gzip, at_eof } = input;
     let mut extractor = Extractor::new(root, shown, crate::is_root(), options);
     let mut archive = tar::Archive::new(reader);
-    let cut_short = |entries: usize| {
+    let cut_short = |count: usize| {
         anyhow::anyhow!(
-            "{} was cut short: it ends after {entries} entries, without tar's end-of-archive marker\n\
+            "{} was cut short: it ends after {}, without tar's end-of-archive marker\n\
              hint: download or copy it again",
-            path.display()
+            path.display(),
+            entries(count)
         )
     };
     let not_a_tarball = || format!("cannot read {} as a tarball", path.display());
@@ -149,8 +161,8 @@ fn unpack(input: Input, root: &Dir, shown: &Path, options: &Options) -> Result<S
     extractor.finish_directories()?;
     let mut summary = extractor.summary;
     summary.complete = format!(
-        "tar's end-of-archive marker came after {} entries{}",
-        extractor.seen,
+        "tar's end-of-archive marker came after {}{}",
+        entries(extractor.seen),
         if gzip { ", and gzip's CRC-32 matched" } else { "" }
     );
     Ok(summary)
@@ -409,11 +421,20 @@ impl<'a> Extractor<'a> {
                 .hard_link(target_name, &parent, name)
                 .with_context(|| format!("cannot create hard link {}", self.show(&relative)))?;
         } else if kind.is_fifo() {
-            let (parent, name) = self.parent_of(&relative)?;
-            self.make_room(&parent, name, &relative)?;
-            nix::unistd::mkfifoat(&parent, name, nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .with_context(|| format!("cannot create fifo {}", self.show(&relative)))?;
-            self.finish_special(&parent, name, owner, mode, &relative)?;
+            #[cfg(target_os = "linux")]
+            {
+                let (parent, name) = self.parent_of(&relative)?;
+                self.make_room(&parent, name, &relative)?;
+                let private = nix::sys::stat::Mode::from_bits_truncate(0o600);
+                nix::unistd::mkfifoat(&parent, name, private)
+                    .with_context(|| format!("cannot create fifo {}", self.show(&relative)))?;
+                self.finish_special(&parent, name, owner, mode, &relative)?;
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                self.skip(&relative, "fifos are only created on Linux");
+                return Ok(());
+            }
         } else if kind.is_character_special() || kind.is_block_special() {
             return self.device(entry.header(), &relative, owner, mode);
         } else {
@@ -950,9 +971,15 @@ mod tests {
             .dir("tmp/", 0o1777)
             .device("dev/null", tar::EntryType::Char, 0o666, (1, 3))
             .device("dev/sda", tar::EntryType::Block, 0o666, (8, 0))
+            .device("run/initctl", tar::EntryType::Fifo, 0o620, (0, 0))
             .write(scratch.path(), true);
         let dest = scratch.dest();
         let summary = extract(&tarball, &dest).unwrap();
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let fifo = fs::symlink_metadata(dest.join("run/initctl")).unwrap();
+            assert!(fifo.file_type().is_fifo() && fifo.mode() & 0o7777 == 0o620, "{fifo:?}");
+        }
         let mode = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap().mode() & 0o7777;
         assert_eq!((mode("bin/rootsh"), mode("bin/sgid")), (0o755, 0o711));
         assert_eq!(mode("shared"), 0o2775, "setgid on a directory only passes its group on");
@@ -960,7 +987,7 @@ mod tests {
         assert!(!dest.join("dev/null").exists() && !dest.join("dev/sda").exists());
         assert_eq!(summary.setuid_dropped, ["bin/rootsh", "bin/sgid"]);
         assert_eq!(summary.devices_skipped, ["dev/null", "dev/sda"]);
-        assert_eq!(summary.entries, 4);
+        assert_eq!(summary.entries, 5);
         fs::remove_dir_all(&dest).unwrap();
 
         // Asked for explicitly, they are kept (device nodes only as root).
@@ -984,6 +1011,7 @@ mod tests {
     /// renameat2(RENAME_EXCHANGE) in a loop, while we extract into it.
     /// Nothing may land outside.
     #[test]
+    #[cfg(target_os = "linux")] // renameat2(2)
     fn a_directory_swapped_for_a_symlink_mid_extraction_leads_nowhere() {
         use nix::fcntl::{RenameFlags, renameat2};
         use std::sync::Arc;

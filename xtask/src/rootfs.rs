@@ -186,12 +186,6 @@ pub fn prepare(dest: &Path, source: &Source, force: bool) -> Result<Prepared> {
 /// non-empty directories this tool did not fill (with or without `force`).
 pub fn prepare_with(dest: &Path, source: &Source, options: &Options) -> Result<Prepared> {
     let dest = resolve(dest)?;
-    let place = Place::open(&dest)?;
-    refuse_mounted(&place.dest)?;
-    let _lock = place.lock()?;
-    let dest = place.dest.clone();
-    let stamp = place.read_stamp();
-
     // What we are going to extract. For Alpine the checksum is pinned, so we
     // know it before downloading anything: a second run needs no network.
     let (description, sha512) = match source {
@@ -201,6 +195,8 @@ pub fn prepare_with(dest: &Path, source: &Source, options: &Options) -> Result<P
         }
         Source::Tarball(tarball) => {
             let tarball = crate::from_workspace_root(tarball);
+            // Before anything is made: a file that is not a tarball leaves nothing behind.
+            extract::check_tarball(&tarball)?;
             (tarball.display().to_string(), download::sha512_file(&tarball)?)
         }
     };
@@ -208,6 +204,11 @@ pub fn prepare_with(dest: &Path, source: &Source, options: &Options) -> Result<P
         Source::Alpine => None,
         Source::Tarball(tarball) => Some(crate::from_workspace_root(tarball)),
     };
+    let place = Place::open(&dest)?;
+    refuse_mounted(&place.dest)?;
+    let _lock = place.lock()?;
+    let dest = place.dest.clone();
+    let stamp = place.read_stamp();
     // Ours: the stamp names this very directory (device and inode), not just its path.
     let ours = stamp.as_ref().is_some_and(|s| s.directory == Some(place.identity));
     let same = stamp.as_ref().is_some_and(|s| s.sha512 == sha512);
@@ -809,18 +810,24 @@ mod tests {
         assert!(is_ready(&dest));
     }
 
+    /// A tarball that is never read: should a refusal below ever fail to
+    /// come, the run stops at opening it, before writing anything.
+    fn never_read() -> Source {
+        Source::Tarball(PathBuf::from("/nonexistent/never-read.tar"))
+    }
+
     #[test]
     fn refuses_the_root_directory_and_files() {
         for precious in ["/", "/usr", "/tmp", ".."] {
             let text =
-                crate::report(&prepare(Path::new(precious), &Source::Alpine, true).unwrap_err());
+                crate::report(&prepare(Path::new(precious), &never_read(), true).unwrap_err());
             assert!(
                 text.starts_with("xtask: refusing /") && text.contains("hint: give the rootfs"),
                 "{text}"
             );
         }
         let text =
-            crate::report(&prepare(crate::workspace_root(), &Source::Alpine, true).unwrap_err());
+            crate::report(&prepare(crate::workspace_root(), &never_read(), true).unwrap_err());
         assert!(text.contains("overwrite this machine's own files"), "{text}");
         let scratch = tempfile::tempdir().unwrap();
         let file = scratch.path().join("file");
@@ -852,7 +859,7 @@ mod tests {
             "/srv",
             "/mnt",
         ] {
-            let text = crate::report(&prepare(Path::new(dest), &Source::Alpine, true).unwrap_err());
+            let text = crate::report(&prepare(Path::new(dest), &never_read(), true).unwrap_err());
             assert!(text.starts_with(&format!("xtask: refusing {dest}")), "{dest}: {text}");
             assert!(text.contains("hint: give the rootfs a directory of its own"), "{text}");
         }
@@ -860,7 +867,7 @@ mod tests {
         assert!(!Path::new("/var/lib/new-rootfs").exists(), "nothing was created");
         let scratch = tempfile::tempdir().unwrap();
         let lost = scratch.path().join("lost+found/rootfs");
-        let text = crate::report(&prepare(&lost, &Source::Alpine, true).unwrap_err());
+        let text = crate::report(&prepare(&lost, &never_read(), true).unwrap_err());
         assert!(text.contains("lost+found"), "{text}");
         // A directory of your own is fine, under /tmp or /var/tmp too.
         for fine in ["/var/tmp/rootfs", "/tmp/x/rootfs", "/home/someone/rootfs", "/srv/rootfs"] {
@@ -1024,6 +1031,14 @@ mod tests {
             .unwrap_err(),
         );
         assert!(text.contains("cannot open") && text.contains("nope.tar"), "{text}");
+
+        // Not a tarball: said before anything is made.
+        let junk = scratch.path().join("junk.tar");
+        fs::write(&junk, b"hello, not a tarball\n").unwrap();
+        let dest = scratch.path().join("rootfs");
+        let text = crate::report(&prepare(&dest, &Source::Tarball(junk), false).unwrap_err());
+        assert!(text.contains("is not a tarball: 21 bytes, starting with 68 65 6c"), "{text}");
+        assert!(!dest.exists() && !scratch.path().join(".rootfs.xtask-stamp").exists());
     }
 
     #[test]

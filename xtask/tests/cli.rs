@@ -158,10 +158,12 @@ fn a_copy_of_the_checkout_acts_on_the_copy_only() {
     if fs::read(&step01).unwrap() != step01_before {
         fs::write(&step01, &step01_before).unwrap();
     }
-    for made in ["myroot", ".myroot.xtask-stamp", "myroot2", ".myroot2.xtask-stamp", ".exercise"] {
-        let path = original.join(made);
-        if !before.iter().any(|(p, _, _)| *p == path) {
-            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+    for n in ["", "2", "3", "4"] {
+        for made in [format!("myroot{n}"), format!(".myroot{n}.xtask-stamp"), ".exercise".into()] {
+            let path = original.join(made);
+            if !before.iter().any(|(p, _, _)| *p == path) {
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            }
         }
     }
 
@@ -345,4 +347,27 @@ fn the_summary_and_the_help_say_what_is_left_out() {
     );
     assert!(help.contains("--keep-setuid-and-devices") && help.contains("DANGEROUS"), "{help}");
     assert!(help.contains("A directory it did not fill is never touched"), "{help}");
+}
+
+/// Issue 8 §6: the project knows no path outside itself: the tests take the
+/// tarball from `ALPINE_MINIROOTFS` or the download cache, never from a
+/// place beside the repository.
+#[test]
+fn no_source_names_a_path_outside_the_repository() {
+    let beside = ["..", "shared"].join("/"); // not spelled out, or this file would match
+    let mut found = Vec::new();
+    let mut todo = vec![checkout().join("xtask"), checkout().join("tests")];
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && fs::read_to_string(&path).unwrap().contains(&beside)
+            {
+                found.push(path);
+            }
+        }
+    }
+    assert!(found.is_empty(), "these name a path beside the repository: {found:#?}");
 }
