@@ -22,7 +22,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 /// What is said once, before cargo's first "Compiling" line.
 pub const BANNER: &str = "cargo xtask: building the workshop's helper first \
-     (the first time takes about a minute; later runs start at once)";
+     (the first time takes a minute or two; later runs start at once)";
 
 fn main() -> ExitCode {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -42,7 +42,7 @@ fn the_first_build_is_announced_and_later_ones_are_silent() {
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(
         stderr.starts_with(
-            "cargo xtask: building the workshop's helper first (the first time takes about a minute"
+            "cargo xtask: building the workshop's helper first (the first time takes a minute or two"
         ),
         "{stderr}"
     );
