@@ -91,9 +91,11 @@ impl Step {
     }
 }
 
-/// The workspace root (the directory with the top-level Cargo.toml).
+/// The workspace root (the directory with the top-level Cargo.toml), found
+/// when the tests run, as xtask finds it: a checkout copied with its target/
+/// tests its own files, not those of the checkout the tests were built in.
 pub fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace")
+    xtask::workspace_root()
 }
 
 /// The cargo profile directory the tests were built into, e.g. `target/debug`.

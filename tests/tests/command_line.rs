@@ -148,7 +148,9 @@ fn step02_shell_missing_in_the_new_root() {
         "$SHELL, /bin/bash, is not in the new root: exec fails with ENOENT (127)",
     );
     assert!(
-        ["$SHELL", "/bin/bash", "new root", "/bin/sh"].iter().all(|w| output.messages().contains(w)),
+        ["$SHELL", "/bin/bash", "new root", "/bin/sh"]
+            .iter()
+            .all(|w| output.messages().contains(w)),
         "{}: without a command, step02 runs $SHELL, here /bin/bash, which Alpine does not \
          have. Besides the failed exec, it should say that it ran $SHELL (/bin/bash), that \
          the new root does not have it, and suggest naming a command, /bin/sh. See {}, \"Run \

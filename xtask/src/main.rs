@@ -30,9 +30,17 @@ enum Command {
         /// Use this rootfs tarball (.tar or .tar.gz, e.g. from `docker container export`) instead of Alpine's.
         #[arg(long, value_name = "FILE")]
         from_tar: Option<PathBuf>,
-        /// Extract even into a directory that is not empty or holds another rootfs (its files are replaced).
+        /// Extract again into a directory this command filled before, from this tarball or another
+        /// (the tarball's files replace the ones there). A directory it did not fill is never
+        /// touched, with or without --force.
         #[arg(long)]
         force: bool,
+        /// DANGEROUS on a shared machine: keep setuid/setgid bits and create device nodes as the
+        /// tarball says. The rootfs is a directory on the host, so any local user could run a
+        /// setuid-root program from it and become root, or open a device node and read a disk.
+        /// Left out by default (the container gets its /dev from the runtime).
+        #[arg(long)]
+        keep_setuid_and_devices: bool,
     },
     /// Check whether this machine can run each step, and say what to do if not.
     Doctor,
@@ -102,10 +110,12 @@ struct RunOptions {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli) {
+    // Errors are written with `say_raw!`, which never panics: with stderr a
+    // closed pipe, the exit status stays 1 (not 101).
+    match xtask::check_workspace().and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
-            eprint!("{}", xtask::report(&err));
+            xtask::say_raw!("{}", xtask::report(&err));
             ExitCode::FAILURE
         }
     }
@@ -114,13 +124,15 @@ fn main() -> ExitCode {
 /// Runs the command; returns the exit code.
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Rootfs { dest, from_tar, force } => {
+        Command::Rootfs { dest, from_tar, force, keep_setuid_and_devices } => {
             let source = match from_tar {
                 Some(tarball) => Source::Tarball(from_workspace_root(&tarball)),
                 None => Source::Alpine,
             };
-            let prepared = xtask::prepare(&from_workspace_root(&dest), &source, force)?;
-            print!("{prepared}");
+            let options = xtask::rootfs::Options { force, keep_setuid_and_devices };
+            let prepared =
+                xtask::rootfs::prepare_with(&from_workspace_root(&dest), &source, &options)?;
+            xtask::show_raw!("{prepared}");
             Ok(0)
         }
         Command::Doctor => xtask::doctor::doctor(),
@@ -143,9 +155,9 @@ fn for_each_step(which: &Which, what: impl Fn(&Classroom, Step) -> Result<String
     let mut code = 0;
     for step in which.steps() {
         match what(&classroom, step) {
-            Ok(done) => println!("{done}"),
+            Ok(done) => xtask::show!("{done}"),
             Err(err) => {
-                eprint!(
+                xtask::say_raw!(
                     "{}",
                     xtask::report(&err.context(format!("{} was left as it is", step.name())))
                 );
@@ -184,6 +196,27 @@ mod tests {
         assert!(options.rootless);
         assert_eq!(options.args, ["--root", "rootfs", "/bin/sh"]);
         assert!(Cli::try_parse_from(["xtask", "run", "step9"]).is_err());
+    }
+
+    /// Issue 8 §3: the commands the rootfs hints name exist, with the flags they name.
+    #[test]
+    fn the_rootfs_hints_name_commands_that_exist() {
+        let root = xtask::workspace_root();
+        for (dest, tarball, force) in [
+            (root.join("rootfs"), None, true),
+            (PathBuf::from("/tmp/elsewhere"), Some(root.join("my.tar")), true),
+            (root.join("r2"), Some(PathBuf::from("/tmp/x.tar.gz")), false),
+        ] {
+            let command = xtask::rootfs::rootfs_command(&dest, tarball.as_deref(), force);
+            let words: Vec<&str> = command.split_whitespace().collect();
+            assert_eq!(words[..2], ["cargo", "xtask"], "{command}");
+            let cli = Cli::try_parse_from(["xtask"].into_iter().chain(words[2..].iter().copied()))
+                .unwrap_or_else(|err| panic!("`{command}` does not parse: {err}"));
+            let Command::Rootfs { force: parsed_force, from_tar, .. } = cli.command else {
+                panic!("not rootfs: {command}")
+            };
+            assert_eq!((parsed_force, from_tar.is_some()), (force, tarball.is_some()), "{command}");
+        }
     }
 
     #[test]
