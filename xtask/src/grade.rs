@@ -230,7 +230,7 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     if let Some(step) = step {
         args.push(step.name());
     }
-    eprintln!("+ cargo {}", args.join(" "));
+    crate::say!("+ cargo {}", args.join(" "));
     args.extend(["--", "--color", "never"]);
     let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;
     let mut cmd = Command::new(&cargo);
@@ -262,7 +262,7 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     for line in BufReader::new(reader).lines() {
         let line = line.context("cannot read cargo's output")?;
         if line.trim_start().starts_with("Compiling ") {
-            eprintln!("{line}"); // progress, while a step builds
+            crate::say!("{line}"); // progress, while a step builds
         }
         output.push_str(&line);
         output.push('\n');
@@ -270,7 +270,7 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     let status = child.wait().context("cannot wait for cargo")?;
     let outcomes = parse(&output);
     if outcomes.is_empty() {
-        eprint!("{output}");
+        crate::say_raw!("{output}");
         if status.success() {
             bail!("no test ran (is the step's name right?)");
         }
@@ -281,24 +281,24 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
         None => Step::ALL.to_vec(),
     };
     let mut failed = outcomes.iter().filter(|o| !o.passed).count();
-    println!();
+    crate::show!();
     for step in &steps {
         let mine: Vec<&Outcome> = outcomes.iter().filter(|o| o.step() == Some(*step)).collect();
-        print!("{}", report(Some(*step), &mine));
+        crate::show_raw!("{}", report(Some(*step), &mine));
     }
     if step.is_none() {
         let others: Vec<&Outcome> = outcomes.iter().filter(|o| o.step().is_none()).collect();
-        print!("{}", report(None, &others));
+        crate::show_raw!("{}", report(None, &others));
     }
     if !status.success() && failed == 0 {
         failed = 1; // cargo failed for another reason: say so
-        println!("cargo test failed, though every test that ran passed: see `cargo test`");
+        crate::show!("cargo test failed, though every test that ran passed: see `cargo test`");
     }
     if failed == 0 {
-        println!("\nall {} tests passed", outcomes.len());
+        crate::show!("\nall {} tests passed", outcomes.len());
         Ok(0)
     } else {
-        println!(
+        crate::show!(
             "\n{failed} of {} tests failed: each ✗ line says what to fix and where the book explains it",
             outcomes.len()
         );
