@@ -19,6 +19,7 @@
 //! Relative paths (`--dest`, `--from-tar`, `ALPINE_MINIROOTFS`) are relative to
 //! the workspace root, wherever cargo was started from.
 
+pub mod bench;
 pub mod classroom;
 pub mod doctor;
 pub mod download;
