@@ -164,25 +164,31 @@ pub fn bench(options: &Options) -> Result<i32> {
         None => work.join(date.strftime("%Y-%m-%d-%H%M%S").to_string()),
     };
     let markdown = report::markdown(&results);
-    write_results(&out, &results, &markdown)?;
-    if options.book {
-        write_results(&workspace_root().join("book/src/bench"), &results, &markdown)?;
-    }
+    write_results(&out, "results.md", &results, &markdown)?;
     hand_back(&work);
+    hand_back(&out);
+    if options.book {
+        // Not .md: the chapter includes it, and every .md file of the book is a chapter.
+        let book = workspace_root().join("book/src/bench");
+        write_results(&book, "results.txt", &results, &markdown)?;
+        hand_back(&book);
+    }
     println!("{markdown}");
     println!("Written to {}: results.md, results.json, chart.svg", crate::display_path(&out));
     if options.book {
-        println!("and to book/src/bench/, for the chapter \"How light is a container?\"");
+        println!(
+            "and to book/src/bench/ (the table as results.txt), for the chapter \"How light is a container?\""
+        );
     }
     Ok(0)
 }
 
-/// Writes `results.md`, `results.json` and `chart.svg` into `dir`.
-fn write_results(dir: &Path, results: &Results, markdown: &str) -> Result<()> {
+/// Writes `markdown` (as `markdown_name`), `results.json` and `chart.svg` into `dir`.
+fn write_results(dir: &Path, markdown_name: &str, results: &Results, markdown: &str) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let json = serde_json::to_string_pretty(results).context("cannot write the results as JSON")?;
     for (name, text) in [
-        ("results.md", markdown.to_owned()),
+        (markdown_name, markdown.to_owned()),
         ("results.json", json + "\n"),
         ("chart.svg", chart::svg(results)?),
     ] {
@@ -409,7 +415,7 @@ fn check(
             if run_once(&case, work).is_ok() {
                 notes.push(format!(
                     "{}: refuses this machine's hybrid cgroups ({why}); it runs in a mount namespace \
-                     without {}, so it sees, and uses, cgroup v1 only (this costs it about 0.1 ms)",
+                     without {}, so it sees, and uses, cgroup v1 only (which adds about 0.2 ms to each of its runs)",
                     case.name,
                     tree.display()
                 ));

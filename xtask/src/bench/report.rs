@@ -6,7 +6,7 @@ use super::results::{Comparison, Kind, Results, Timing};
 
 /// The whole report: the machine, start-up times, comparisons, kernel
 /// operations and notes. Its columns are padded, so it reads well in a
-/// terminal as well as rendered.
+/// terminal as well as rendered; a no-break space keeps each number with its unit.
 pub fn markdown(results: &Results) -> String {
     let mut out = String::new();
     let m = &results.machine;
@@ -38,9 +38,9 @@ pub fn markdown(results: &Results) -> String {
             vec![
                 what(results, t),
                 format!("`{}`", t.command),
-                format!("{:.2} ms", t.median_ms),
-                format!("{:.2} ms", t.min_ms),
-                format!("{} KiB", t.peak_rss_kib),
+                format!("{:.2}\u{a0}ms", t.median_ms),
+                format!("{:.2}\u{a0}ms", t.min_ms),
+                format!("{}\u{a0}KiB", t.peak_rss_kib),
             ]
         })
         .collect();
@@ -77,8 +77,8 @@ pub fn markdown(results: &Results) -> String {
             .map(|k| {
                 vec![
                     format!("`{}`", k.name),
-                    format!("{:.1} µs", k.median_us),
-                    format!("{:.1} µs", k.min_us),
+                    format!("{:.1}\u{a0}µs", k.median_us),
+                    format!("{:.1}\u{a0}µs", k.min_us),
                     k.about.clone(),
                 ]
             })
