@@ -105,6 +105,8 @@ pub fn bench(options: &Options) -> Result<i32> {
     }
     let (steps, mut notes) = plan::existing_steps(workspace_root());
     let binaries = build_steps(&steps)?;
+    // From here on, Ctrl-C stops what runs and lets us clean up.
+    let interrupt = InterruptGuard::install();
 
     let rootfs = work.join("rootfs");
     let prepared = crate::prepare(&rootfs, &crate::Source::Alpine, false)?;
@@ -130,7 +132,7 @@ pub fn bench(options: &Options) -> Result<i32> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let interrupt = InterruptGuard::install();
+    stop_if_interrupted()?;
     progress.set_message("starting /bin/true");
     let samples = measure_startup(&runner, &cases, warmup, runs, &work, &progress)?;
     progress.set_message("timing kernel operations");
@@ -211,6 +213,10 @@ fn cargo_build(args: &[String]) -> Result<HashMap<String, PathBuf>> {
     if let Some((uid, gid)) = sudo_user() {
         use std::os::unix::process::CommandExt;
         command.uid(uid).gid(gid);
+        // Their toolchain and crates are under their home (rustup, ~/.cargo).
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(uid.into()) {
+            command.env("HOME", user.dir);
+        }
     }
     let output =
         command.output().with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
@@ -494,6 +500,12 @@ fn measure_startup(
     child.stdin.take().context("no stdin")?.write_all(plan.as_bytes())?;
     let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
     for line in stdout.lines() {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // SIGTERM reached us alone (Ctrl-C reaches the runner too): stop it.
+            let _ = child.kill();
+            let _ = child.wait();
+            return stop_if_interrupted().map(|()| samples);
+        }
         let line = line.context("cannot read from the runner")?;
         let fields: Vec<&str> = line.split(' ').collect();
         let [round, case, nanos, rss, status] = fields[..] else {
@@ -512,9 +524,7 @@ fn measure_startup(
         progress.inc(1);
     }
     let status = child.wait()?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted (nothing is left running or mounted)");
-    }
+    stop_if_interrupted()?;
     if !status.success() {
         bail!("the bench's runner failed ({status}; its message is above)");
     }
@@ -548,9 +558,7 @@ fn measure_kernel(
     let mut times: Vec<Option<Vec<f64>>> = vec![Some(Vec::new()); operations.len()];
     for round in 0..warmup + runs {
         for k in 0..operations.len() {
-            if INTERRUPTED.load(Ordering::SeqCst) {
-                bail!("interrupted (nothing is left running or mounted)");
-            }
+            stop_if_interrupted()?;
             let i = (k + round) % operations.len();
             progress.inc(1);
             let Some(list) = &mut times[i] else { continue };
@@ -733,6 +741,13 @@ impl Drop for RemoveOnDrop<'_> {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+fn stop_if_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted (what it started is stopped, and nothing is left mounted)");
+    }
+    Ok(())
+}
+
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
@@ -781,6 +796,20 @@ mod tests {
         );
         let args = release_build_args("x86_64-unknown-linux-musl", &["step01-chroot"]);
         assert!(!args.join(" ").contains("crt-static"), "{args:?}");
+    }
+
+    #[test]
+    fn book_results_are_never_quick_ones() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Bench {
+            #[command(flatten)]
+            options: Options,
+        }
+        assert!(Bench::try_parse_from(["bench", "--quick", "--book"]).is_err());
+        assert!(Bench::try_parse_from(["bench", "--runs", "0"]).is_err());
+        let bench = Bench::try_parse_from(["bench", "--book", "--runs", "1000"]).unwrap();
+        assert_eq!(bench.options.rounds(), (20, 1000));
     }
 
     #[test]
