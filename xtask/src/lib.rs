@@ -25,6 +25,7 @@
 //! those panic when stderr or stdout is a closed pipe, and a helper that
 //! panics while reporting an error exits 101 instead of its documented status.
 
+pub mod bench;
 pub mod classroom;
 pub mod doctor;
 pub mod download;

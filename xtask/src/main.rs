@@ -73,6 +73,8 @@ enum Command {
         /// The step to grade.
         step: Option<Step>,
     },
+    /// Time how fast each step starts a container, next to the tools it imitates and real runtimes (as root).
+    Bench(xtask::bench::Options),
 }
 
 /// Which steps `exercise` and `solution` work on.
@@ -145,6 +147,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             for_each_step(&which, |classroom, step| classroom.solution(step, which.force))
         }
         Command::Grade { step } => xtask::grade::grade(step),
+        Command::Bench(options) => xtask::bench::bench(&options),
     }
 }
 
