@@ -8,6 +8,9 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`pivot_root`] (step05): the rootfs becomes the mount namespace's root,
+//!   and the host's tree is detached: chroot's escape is closed.
+//! - [`dev`] (step05): a /dev of the container's own.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -15,3 +18,6 @@
 #[allow(dead_code)]
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
+
+pub mod dev;
+pub mod pivot_root;
