@@ -83,7 +83,7 @@ fn bind_device(dev: &Path, name: &str) -> Result<()> {
         );
     }
     let file = dev.join(name);
-    // ANCHOR: exercise_bind_device (3) a host device: create DEV/NAME, mount(2) /dev/NAME on it
+    // ANCHOR: exercise_bind_device (3) the host's devices: make DEV/NAME, mount(2) /dev/NAME on it
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -108,7 +108,7 @@ fn bind_device(dev: &Path, name: &str) -> Result<()> {
 fn mount_devpts(dev: &Path) -> Result<()> {
     let pts = dev.join("pts");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    // ANCHOR: exercise_devpts (4) terminals: mount(2) a new devpts on DEV/pts, symlink(2) DEV/ptmx
+    // ANCHOR: exercise_devpts (4) terminals of its own: mount(2) a new devpts, symlink(2) DEV/ptmx
     make_dir(&pts, 0o755)?;
     let options = "newinstance,ptmxmode=0666,mode=0620";
     mount(Some("devpts"), &pts, Some("devpts"), flags, Some(options)).map_err(|err| {

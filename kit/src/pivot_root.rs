@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{ForkResult, chdir, fork, pivot_root};
 
 use crate::article;
@@ -71,11 +71,10 @@ pub fn pivot_into(rootfs: &Path) -> Result<()> {
 pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
     // As step04: exec's argv is built before the fork, and Ctrl-C is blocked.
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
-    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
-    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => container(&argv, &old_mask),
+        ForkResult::Child => container(&argv),
         ForkResult::Parent { child } => article::wait_for(child),
     }
 }
@@ -84,8 +83,8 @@ pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
 // ANCHOR: container
 /// The child: step04's, with (7) between its proc and its exec, so that the
 /// command never runs with the host's tree still in reach.
-pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
-    article::start_clean(old_mask);
+pub fn container(argv: &[*const libc::c_char]) -> ! {
+    article::start_clean();
     if let Err(err) = article::mount_proc() {
         article::die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
@@ -99,10 +98,12 @@ pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
 // ANCHOR_END: container
 
 // ANCHOR: detach
-/// (7) The old root is stacked on `/`, and our working directory is on it:
-/// unmount it. `MNT_DETACH` takes it out of the namespace at once, though the
-/// host's mounts under it are busy. Then step into the new root, as after
-/// chroot. In the child after the fork: system calls only, no allocation.
+/// (7) The old root is stacked on top of the new one, at `/`. umount2(".")
+/// looks `.` up from the new root and up the mounts stacked there, and so
+/// unmounts the old root (pivot_root(2) explains it). `MNT_DETACH` takes it
+/// out of the namespace at once, with the host's mounts under it, busy or not.
+/// Then step into the new root, as after chroot. In the child after the fork:
+/// system calls only, no allocation.
 /// <https://man7.org/linux/man-pages/man2/umount2.2.html>
 pub fn detach_old_root() -> nix::Result<()> {
     // ANCHOR: exercise_detach (7) drop the host's tree: umount2(2) "." MNT_DETACH, chdir("/")

@@ -9,11 +9,13 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
 
+use std::io::Write;
 use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::unistd::{chdir, chroot, execvp};
 
 /// Run COMMAND with its root directory set to ROOTFS, like chroot(1).
@@ -29,13 +31,34 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("step01-chroot: {err:#}");
+            report(format_args!("{err:#}"));
             ExitCode::from(125) // chroot(1)'s status when it cannot set up
         }
     }
+}
+
+/// A usage error exits with 125, as chroot(1) does (clap's own is 2); --help
+/// and --version print and exit with 0.
+fn usage(err: clap::Error) -> ExitCode {
+    let _ = err.print(); // a closed stderr must not change the status
+    ExitCode::from(if err.use_stderr() { 125 } else { 0 })
+}
+
+/// Writes `step01-chroot: MESSAGE` to stderr. If stderr is a closed pipe, the
+/// message is lost, but not our exit status (eprintln! would panic).
+fn report(message: impl std::fmt::Display) {
+    // After a failed exec, SIGPIPE is at its default (reset_signals): ignore it
+    // again, or the write to a closed stderr would kill us instead.
+    // SAFETY: ignoring a signal installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    let _ = writeln!(std::io::stderr(), "step01-chroot: {message}");
 }
 
 // ANCHOR: run
@@ -86,14 +109,27 @@ fn change_root(rootfs: &Path) -> Result<()> {
 /// command is not found, 126 when it cannot be run.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 fn exec(command: &[CString]) -> ExitCode {
+    reset_signals();
     // ANCHOR: exercise_exec (2) become the command: execvp(3); else exit 127 or 126
     let Err(err) = execvp(&command[0], command);
     let cmd = command[0].to_string_lossy();
-    eprintln!("step01-chroot: failed to run {cmd} in the new root: {}", err.desc());
+    report(format_args!("failed to run {cmd} in the new root: {}", err.desc()));
     ExitCode::from(if err == Errno::ENOENT { 127 } else { 126 })
     // ANCHOR_END: exercise_exec
 }
 // ANCHOR_END: exec
+
+// ANCHOR: reset_signals
+/// The command inherits our signal mask and every signal we ignore, and the
+/// Rust runtime ignores SIGPIPE before `main`: left so, `yes | head -1` would
+/// never end. So SIGPIPE goes back to its default, and nothing stays blocked,
+/// as std::process::Command does. Step 04's chapter tells what else is inherited.
+fn reset_signals() {
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}
+// ANCHOR_END: reset_signals
 
 #[cfg(test)]
 mod tests {

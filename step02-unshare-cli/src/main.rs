@@ -2,19 +2,29 @@
 //!
 //! The article's second command is `sudo unshare --root rootfs --mount-proc
 //! --pid --fork sh`. This program takes the same flags and does what
-//! util-linux's unshare does with them, in the same order: (1) pick the
-//! namespaces, (2) unshare(2), (3) map our user to root, (4) set mount
-//! propagation, (5) chroot, (6) fork and wait, (7) mount proc, (8) exec.
+//! util-linux's unshare does with them: (1) pick the namespaces, (2)
+//! unshare(2), (3) map our user to root, (4) set mount propagation, (5)
+//! chroot, (6) fork and wait, (7) mount proc, (8) exec.
+//!
+//! One thing is in another order. unshare(1) forks right after unshare(2), and
+//! its child does (3), (4) and (5); we do them before the fork, so that the
+//! child has only (7) and (8) to do, as in the article's C program (step 04).
+//! The command sees no difference: the maps of (3) belong to the user
+//! namespace and the propagation of (4) to the mounts of the mount namespace,
+//! which parent and child share, and the child inherits the root of (5). Only
+//! the waiting parent differs: its own root is the new one too.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
 
-use std::{ffi::CString, ffi::OsString, os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io::Write;
+use std::{os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, ValueEnum};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, raise, signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, raise, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, chdir, chroot, fork, getegid, geteuid};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
@@ -58,8 +68,8 @@ struct Cli {
     /// Change the root directory to DIR before running COMMAND, like chroot.
     #[arg(short = 'R', long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// The command to run and its arguments (default: $SHELL, else /bin/sh).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command to run and its arguments, after the options (default: $SHELL, else /bin/sh).
+    #[arg(trailing_var_arg = true)]
     command: Vec<OsString>,
 }
 
@@ -78,23 +88,40 @@ enum Propagation {
 // ANCHOR_END: cli
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("step02-unshare-cli: {err:#}");
+            report(format_args!("{err:#}"));
             ExitCode::from(125) // as chroot(1): we failed before COMMAND ran
         }
     }
 }
 
+/// A usage error exits with 1, as unshare(1) does (clap's own is 2); --help
+/// and --version print and exit with 0.
+fn usage(err: clap::Error) -> ExitCode {
+    let _ = err.print(); // a closed stderr must not change the status
+    ExitCode::from(if err.use_stderr() { 1 } else { 0 })
+}
+
+/// Writes `step02-unshare-cli: MESSAGE` to stderr. If stderr is a closed pipe,
+/// the message is lost, but not our exit status (eprintln! would panic).
+fn report(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "step02-unshare-cli: {message}");
+}
+
 // ANCHOR: run
 fn run(cli: &Cli) -> Result<ExitCode> {
-    // What exec needs, made now: after a fork the child must not allocate.
-    let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
-    let words = if cli.command.is_empty() { std::slice::from_ref(&shell) } else { &cli.command };
-    let command: Vec<CString> =
-        words.iter().map(|w| CString::new(w.as_bytes())).collect::<Result<_, _>>()?;
-    let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    // What (7) and (8) need, made now: from the fork in (6) to the exec, the
+    // child makes only async-signal-safe calls, and allocating is not one.
+    let (file, args) = command_line(cli)?;
+    let argv: Vec<_> = args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let hint = hint_if_exec_fails(cli);
+    let exec = Exec { file: &file, argv: &argv, hint: hint.as_bytes() };
     let proc_dir =
         cli.mount_proc.as_ref().map(|dir| CString::new(dir.as_os_str().as_bytes())).transpose()?;
     let (uid, gid) = (geteuid().as_raw(), getegid().as_raw()); // who we are before (3)
@@ -112,11 +139,58 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         change_root(root)?;
     }
     if cli.fork {
-        return fork_and_wait(&argv, proc_dir.as_deref());
+        return fork_and_wait(&exec, proc_dir.as_deref());
     }
-    enter(&argv, proc_dir.as_deref())
+    enter(&exec, proc_dir.as_deref())
 }
 // ANCHOR_END: run
+
+/// COMMAND, made ready for execvp(3) before the fork.
+struct Exec<'a> {
+    /// The program to run.
+    file: &'a CStr,
+    /// Its arguments, argv[0] first, then a NULL pointer.
+    argv: &'a [*const libc::c_char],
+    /// What to say after the error if it cannot be run: the likely mistake.
+    hint: &'a [u8],
+}
+
+/// The file to run and its arguments. Without COMMAND: $SHELL (else /bin/sh)
+/// as a login shell, argv[0] `-sh`, as unshare(1) starts it.
+fn command_line(cli: &Cli) -> Result<(CString, Vec<CString>)> {
+    let c_string = |word: &OsStr| CString::new(word.as_bytes());
+    if let Some(first) = cli.command.first() {
+        let args = cli.command.iter().map(|word| c_string(word)).collect::<Result<_, _>>()?;
+        return Ok((c_string(first)?, args));
+    }
+    let shell = shell();
+    let mut arg0 = OsString::from("-");
+    arg0.push(Path::new(&shell).file_name().unwrap_or(&shell));
+    Ok((c_string(&shell)?, vec![c_string(&arg0)?]))
+}
+
+/// The shell to run when no COMMAND is given.
+fn shell() -> OsString {
+    std::env::var_os("SHELL").filter(|shell| !shell.is_empty()).unwrap_or_else(|| "/bin/sh".into())
+}
+
+/// If exec fails, what the learner most likely meant, after a newline.
+fn hint_if_exec_fails(cli: &Cli) -> String {
+    let place = if cli.root.is_some() { "in the new root" } else { "here" };
+    match cli.command.first().map(Path::new) {
+        None => format!(
+            "\nhint: with no COMMAND, step02-unshare-cli runs $SHELL, here {}.\n\
+             Name a command that exists {place} instead, e.g. /bin/sh",
+            shell().display()
+        ),
+        Some(word) if cli.root.is_none() && word.is_dir() => format!(
+            "\nhint: {0} is a directory; to make it the root directory, give it with --root:\n\
+             step02-unshare-cli --root {0} --mount-proc --pid --fork /bin/sh",
+            word.display()
+        ),
+        Some(_) => String::new(),
+    }
+}
 
 // ANCHOR: namespaces
 /// (1) One CLONE_NEW* flag per namespace asked for. --mount-proc needs a mount
@@ -214,6 +288,10 @@ fn change_root(root: &std::path::Path) -> Result<()> {
     chroot(root)
         .map_err(|err| match err {
             Errno::ENOENT => anyhow!("{err}\nhint: `cargo xtask rootfs` puts a rootfs in ./rootfs"),
+            Errno::EPERM => anyhow!(
+                "{err}\nhint: this needs CAP_SYS_CHROOT: run with sudo, or add \
+                 --map-root-user (see `cargo xtask doctor`)"
+            ),
             _ => err.into(),
         })
         .with_context(|| format!("cannot change root directory to {}", root.display()))?;
@@ -226,20 +304,19 @@ fn change_root(root: &std::path::Path) -> Result<()> {
 /// (6) With --fork, the child goes on to (7) and (8) while we wait. We block
 /// Ctrl-C (it reaches the child anyway) and end the way the child ended: with
 /// its exit code, or killed by the same signal.
+///
+/// fork copies all our memory but only the thread that calls it. In a program
+/// with threads, a lock that another thread held at that moment (malloc's,
+/// say) stays locked in the child for ever: so until it execs, the child makes
+/// only async-signal-safe calls (signal-safety(7)), and does not allocate. We
+/// have one thread, but keep the rule, as std::process::Command does.
 /// <https://man7.org/linux/man-pages/man2/fork.2.html>
-fn fork_and_wait(
-    argv: &[*const libc::c_char],
-    proc_dir: Option<&std::ffi::CStr>,
-) -> Result<ExitCode> {
+fn fork_and_wait(exec: &Exec, proc_dir: Option<&CStr>) -> Result<ExitCode> {
     // ANCHOR: exercise_fork (6) fork and wait: fork(2), then waitpid(2) in the parent
-    let blocked = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
-    let old_mask = blocked.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]).thread_block()?;
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     let child = match unsafe { fork() }.context("fork failed")? {
-        ForkResult::Child => {
-            let _ = old_mask.thread_set_mask();
-            enter(argv, proc_dir)
-        }
+        ForkResult::Child => enter(exec, proc_dir), // which unblocks them
         ForkResult::Parent { child } => child,
     };
     match waitpid(child, None).context("waitpid failed")? {
@@ -259,9 +336,10 @@ fn fork_and_wait(
 
 // ANCHOR: enter
 /// (7) Mount a fresh proc (from inside the new PID namespace, when we forked),
-/// then (8) become the command. Async-signal-safe only: no allocation.
+/// then (8) become the command. Async-signal-safe only: no allocation (see (6)).
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
-fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
+fn enter(exec: &Exec, proc_dir: Option<&CStr>) -> ! {
+    reset_signals();
     // ANCHOR: mount_proc
     // ANCHOR: exercise_mount_proc (7) mount a fresh proc: mount(2) "proc" on proc_dir
     if let Some(dir) = proc_dir {
@@ -273,22 +351,41 @@ fn enter(argv: &[*const libc::c_char], proc_dir: Option<&std::ffi::CStr>) -> ! {
     // ANCHOR_END: exercise_mount_proc
     // ANCHOR_END: mount_proc
     // ANCHOR: exec
-    // ANCHOR: exercise_exec (8) become the command: execvp(3), else die()
+    // ANCHOR: exercise_exec (8) become the command: execvp(3), else exec_failed()
     // SAFETY: argv is a NULL-terminated array of pointers to live C strings.
-    unsafe { libc::execvp(argv[0], argv.as_ptr()) };
-    let err = Errno::last();
-    let cmd = unsafe { std::ffi::CStr::from_ptr(argv[0]) }.to_bytes(); // SAFETY: as above
-    die(
-        if err == Errno::ENOENT { 127 } else { 126 },
-        &[b"failed to execute ", cmd, b": ", err.desc().as_bytes()],
-    )
+    unsafe { libc::execvp(exec.file.as_ptr(), exec.argv.as_ptr()) };
+    exec_failed(exec, Errno::last())
     // ANCHOR_END: exercise_exec
     // ANCHOR_END: exec
 }
 // ANCHOR_END: enter
 
+/// When (8) failed: 127 if the command does not exist, 126 if it cannot be
+/// run, as unshare(1); then the hint made before the fork, if any.
+fn exec_failed(exec: &Exec, err: Errno) -> ! {
+    let code = if err == Errno::ENOENT { 127 } else { 126 };
+    let why = err.desc().as_bytes();
+    die(code, &[b"failed to execute ", exec.file.to_bytes(), b": ", why, exec.hint])
+}
+
+// ANCHOR: reset_signals
+/// The command inherits our signal mask and every signal we ignore, and the
+/// Rust runtime ignores SIGPIPE before `main`: left so, `yes | head -1` would
+/// never end. So SIGPIPE goes back to its default, and nothing stays blocked
+/// (with --fork, we blocked Ctrl-C), as std::process::Command does.
+fn reset_signals() {
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}
+// ANCHOR_END: reset_signals
+
 /// Report a failure without allocating, then exit at once.
 fn die(code: i32, message: &[&[u8]]) -> ! {
+    // reset_signals may have set SIGPIPE back to its default: ignore it again, so
+    // that a closed stderr loses the message, not our exit status.
+    // SAFETY: ignoring a signal installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     for part in [&b"step02-unshare-cli: "[..]].iter().chain(message).chain(&[&b"\n"[..]]) {
         let _ = nix::unistd::write(std::io::stderr(), part);
     }

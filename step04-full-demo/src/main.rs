@@ -15,12 +15,13 @@
 compile_error!("containers are made of Linux system calls: use Linux or a Linux VM");
 
 use std::ffi::{CStr, CString};
+use std::io::Write;
 use std::{os::unix::ffi::OsStrExt, path::Path, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::{prctl::set_pdeathsig, wait::WaitStatus, wait::waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, chroot, fork};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
@@ -38,13 +39,24 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("{}: {err:#}", program_name().to_string_lossy());
+            report(format_args!("{err:#}"));
             ExitCode::from(125) // as chroot(1): the runtime itself failed
         }
     }
+}
+
+/// A usage error exits with 125, as chroot(1) does (clap's own is 2); --help
+/// and --version print and exit with 0.
+pub fn usage(err: clap::Error) -> ExitCode {
+    let _ = err.print(); // a closed stderr must not change the status
+    ExitCode::from(if err.use_stderr() { 125 } else { 0 })
 }
 
 // ANCHOR: run
@@ -119,18 +131,23 @@ pub fn change_root(rootfs: &Path) -> Result<()> {
 
 // ANCHOR: fork
 /// (4) The child is the first process in the new PID namespace: its PID 1.
+///
+/// fork copies all our memory but only the thread that calls it. In a program
+/// with threads, a lock that another thread held at that moment (malloc's,
+/// say) stays locked in the child for ever: so until it execs, the child makes
+/// only async-signal-safe calls (signal-safety(7)), and does not allocate. We
+/// have one thread, but keep the rule, as std::process::Command does.
 /// <https://man7.org/linux/man-pages/man2/fork.2.html>
 pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
-    // After fork the child must not allocate (signal-safety(7)): build exec's argv now.
+    // So exec's argv is built now, before the fork.
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     // Ctrl-C goes to every process on the terminal. The container's shell handles
     // it; we must not die of it (that would kill the container), so we block it.
-    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
-    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv, &old_mask)
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
+    // ANCHOR: exercise_fork (4) fork: fork(2); the child runs container(&argv)
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => container(&argv, &old_mask),
+        ForkResult::Child => container(&argv),
         ForkResult::Parent { child } => wait_for(child),
     }
     // ANCHOR_END: exercise_fork
@@ -140,8 +157,8 @@ pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
 // ANCHOR: container
 /// The child, from the fork to the exec: start clean, (5) mount proc, (6)
 /// become the command. Async-signal-safe calls only: see `fork_container`.
-pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
-    start_clean(old_mask);
+pub fn container(argv: &[*const libc::c_char]) -> ! {
+    start_clean();
     if let Err(err) = mount_proc() {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
     }
@@ -153,10 +170,16 @@ pub fn container(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
 
 // ANCHOR: start_clean
 /// What the child inherited from the runtime and the container must not have:
-/// it dies with the runtime, gets Ctrl-C back, and sees none of our files.
-pub fn start_clean(old_mask: &SigSet) {
+/// it dies with the runtime, its signals are as a command expects them, and it
+/// sees none of our files. fork(2) and execve(2) list what is inherited.
+pub fn start_clean() {
     let _ = set_pdeathsig(Signal::SIGKILL); // if the runtime dies, the kernel kills us
-    let _ = old_mask.thread_set_mask();
+    // An ignored signal stays ignored across exec, and the Rust runtime ignores
+    // SIGPIPE before `main`: set it back, or `yes | head -1` never ends inside.
+    // SAFETY: the default action is no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // The mask survives exec too: unblock Ctrl-C, which (4) blocked, and all else.
+    let _ = SigSet::empty().thread_set_mask();
     // Files the runtime inherited stay outside: close all but stdin, stdout, stderr.
     // SAFETY: close_range(2) only closes descriptors; nothing of ours uses them.
     if unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) } != 0 {
@@ -181,7 +204,8 @@ pub fn mount_proc() -> nix::Result<()> {
 
 // ANCHOR: exec
 /// (6) Become the command. execvp(3) returns only if it failed. We call libc
-/// because nix's wrapper allocates, which the child must not do.
+/// because nix's wrapper allocates the pointer array, and the child does not
+/// allocate (see (4)): ours was built before the fork.
 /// <https://man7.org/linux/man-pages/man3/exec.3.html>
 pub fn exec(argv: &[*const libc::c_char]) -> Errno {
     // ANCHOR: exercise_exec (6) become the command: execvp(3), return Errno::last()
@@ -213,8 +237,20 @@ pub fn wait_for(child: Pid) -> Result<ExitCode> {
 }
 // ANCHOR_END: wait
 
+/// Writes `step04-full-demo: MESSAGE` (or a later step's name) to stderr. If
+/// stderr is a closed pipe, the message is lost, but not our exit status
+/// (eprintln! would panic).
+pub fn report(message: impl std::fmt::Display) {
+    let name = program_name().to_string_lossy();
+    let _ = writeln!(std::io::stderr(), "{name}: {message}");
+}
+
 /// Report a failure in the child without allocating, then exit at once.
 pub fn die(code: i32, message: &[&[u8]]) -> ! {
+    // start_clean set SIGPIPE back to its default: ignore it again, so that a
+    // closed stderr loses the message, not our exit status.
+    // SAFETY: ignoring a signal installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
     let prefix: [&[u8]; 2] = [program_name().to_bytes(), b": "];
     for part in prefix.iter().chain(message).chain(&[&b"\n"[..]]) {
         let _ = nix::unistd::write(std::io::stderr(), part);

@@ -34,10 +34,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run(&Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return article::usage(err), // 125, as step04
+    };
+    match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("{}: {err:#}", article::program_name().to_string_lossy());
+            article::report(format_args!("{err:#}"));
             ExitCode::from(125) // as chroot(1): the runtime itself failed
         }
     }

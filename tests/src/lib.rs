@@ -1,6 +1,8 @@
 //! The workshop's test harness, written once and shared by every test file.
 //!
-//! It builds the step binaries, prepares the Alpine rootfs once per run
+//! It builds the step binaries (and, with `cc`, the article's program in C,
+//! see [`c_demo`], and step05's escape probe, see [`escape`]), prepares the
+//! Alpine rootfs once per run
 //! (with the same code as `cargo xtask rootfs`), runs a step as a child
 //! process — as root, or as "root" inside a user namespace when the tests run
 //! without sudo — and checks after every run that the host is as it was: the
@@ -9,6 +11,7 @@
 //! Failure messages are written for students: they say what the step did,
 //! what it should have done, and which section of the book explains it.
 
+pub mod c_demo;
 pub mod escape;
 pub mod host;
 pub mod privilege;
@@ -37,9 +40,11 @@ pub fn binary(step: Step) -> PathBuf {
     path
 }
 
-/// The workspace root (the directory with the top-level Cargo.toml).
+/// The workspace root (the directory with the top-level Cargo.toml), found
+/// when the tests run, as xtask finds it: a checkout copied with its target/
+/// tests its own files, not those of the checkout the tests were built in.
 pub fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace")
+    xtask::workspace_root()
 }
 
 /// The cargo profile directory the tests were built into, e.g. `target/debug`.

@@ -69,6 +69,7 @@ fn remove_unused(dir: &Path) {
         if lock.try_lock().is_ok() {
             let rootfs = path.with_extension("");
             let _ = std::fs::remove_file(rootfs.with_extension("done"));
+            let _ = std::fs::remove_dir_all(rootfs.with_extension("c-demo")); // see c_demo.rs
             let _ = std::fs::remove_dir_all(&rootfs);
             let _ = std::fs::remove_file(&path);
         }

@@ -32,7 +32,13 @@ pub struct Runner {
     cmd: Command,
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
+    stderr_closed: bool,
     unprivileged: bool,
+    /// Run as root of a user namespace even when the tests are root.
+    rootless: bool,
+    /// stdout and stderr are one pipe, as they are one terminal.
+    merged: bool,
+    sigpipe_ignored: bool,
 }
 
 impl Runner {
@@ -70,7 +76,11 @@ impl Runner {
             cmd,
             stdin: Vec::new(),
             mount_namespace: None,
+            stderr_closed: false,
             unprivileged: false,
+            rootless: false,
+            merged: false,
+            sigpipe_ignored: false,
         }
     }
 
@@ -134,6 +144,74 @@ impl Runner {
         self
     }
 
+    /// Starts the program with every signal at its default action but those in
+    /// `ignored`, and those in `blocked` blocked: `&[], &[]` is how a shell at
+    /// a terminal starts a command, `&[SIGHUP], &[]` how nohup(1) does.
+    /// `Command` alone does not quite: glibc's posix_spawn(3), which it uses
+    /// when it can, leaves the C library's two internal signals (32 and 33)
+    /// ignored in the child. For tests of the signals a step passes on.
+    pub fn with_signals(mut self, ignored: &[Signal], blocked: &[Signal]) -> Runner {
+        let ignored: Vec<i32> = ignored.iter().map(|&signal| signal as i32).collect();
+        let blocked = nix::sys::signal::SigSet::from_iter(blocked.iter().copied());
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                // The kernel's struct sigaction: the handler first, then flags, (on
+                // some machines a restorer,) and the mask, all zeros but the handler.
+                // Through the raw syscall, because glibc's sigaction(2) refuses its
+                // internal signals.
+                for signal in 1..=libc::SIGRTMAX() {
+                    if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                        let handler = if ignored.contains(&signal) { libc::SIG_IGN } else { 0 };
+                        let action = [handler as u64, 0, 0, 0];
+                        let (old, size) = (std::ptr::null_mut::<u64>(), 8);
+                        libc::syscall(libc::SYS_rt_sigaction, signal, &action, old, size);
+                    }
+                }
+                Ok(blocked.thread_set_mask()?)
+            })
+        };
+        self
+    }
+
+    /// Starts the program with its stderr a pipe that nobody reads any more
+    /// (as `prog 2>&1 | head -0` would): every write to it fails with EPIPE,
+    /// or kills the writer with SIGPIPE. The run's stderr is then empty.
+    pub fn stderr_closed(mut self) -> Runner {
+        self.stderr_closed = true;
+        self
+    }
+
+    /// Runs the program rootless, as root of a user namespace of its own (like
+    /// `unshare --user --map-root-user --mount`), whether the tests run as root
+    /// or not: what a learner without sudo sees. As root, the tests first
+    /// become the user who ran sudo (`SUDO_UID`), else `nobody`.
+    pub fn rootless(mut self) -> Runner {
+        self.rootless = true;
+        self
+    }
+
+    /// Starts the program in `dir` (the scratch directory otherwise).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Runner {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Gives the program one pipe for both stdout and stderr, as a terminal
+    /// is one screen for both: the output is then in the order it was
+    /// written, and [`Output::stdout`] holds all of it ([`Output::merged`]).
+    pub fn terminal_order(mut self) -> Runner {
+        self.merged = true;
+        self
+    }
+
+    /// Starts the program with SIGPIPE ignored, as a parent that ignores it
+    /// passes it on (an ignored signal stays ignored across fork and exec).
+    pub fn sigpipe_ignored(mut self) -> Runner {
+        self.sigpipe_ignored = true;
+        self
+    }
+
     /// Starts the program with one more open file than stdin, stdout and
     /// stderr: /dev/null on descriptor `fd`, inherited as any open file is
     /// unless it is marked close-on-exec.
@@ -166,7 +244,34 @@ impl Runner {
     /// Starts the program. It reads `stdin`, and its output is collected.
     pub fn spawn(mut self) -> Running {
         let privilege = if self.unprivileged { None } else { Some(require_privilege()) };
+        // Start as from a terminal, whatever this test process inherited: a
+        // shell that ran `cargo test &` has SIGINT and SIGQUIT ignored, and an
+        // ignored signal stays ignored across exec (signal(7)). std resets the
+        // mask and SIGPIPE only.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            self.cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            })
+        };
+        if self.sigpipe_ignored {
+            // SAFETY: signal(2) is async-signal-safe. std resets SIGPIPE before
+            // running this hook, so the program starts with it ignored.
+            unsafe {
+                self.cmd.pre_exec(|| {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                    Ok(())
+                })
+            };
+        }
         match (privilege, self.unprivileged) {
+            (Some(Privilege::Root), false) if self.rootless => {
+                let (uid, gid) = sudo_user().unwrap_or((65534, 65534));
+                become_user(&mut self.cmd, uid, gid);
+                xtask::rootless::map_root_to(&mut self.cmd, uid, gid);
+            }
             (Some(Privilege::Rootless), _) => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
@@ -193,10 +298,26 @@ impl Runner {
         }
         // A process group of its own: anything left in it after the run is a leak.
         self.cmd.process_group(0);
-        self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.stdin(Stdio::piped());
+        let merged = if self.merged {
+            let (reader, writer) = std::io::pipe().expect("make a pipe");
+            let writer_too = writer.try_clone().expect("duplicate a pipe");
+            self.cmd.stdout(writer).stderr(writer_too);
+            Some(reader)
+        } else {
+            self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        };
+        if self.stderr_closed {
+            let (reader, writer) = std::io::pipe().expect("make a pipe");
+            drop(reader); // nobody will ever read it
+            self.cmd.stderr(writer);
+        }
         let mounts_before = host::mountinfo();
         let mut child =
             self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
+        // Our copies of the pipe's writing end: the reader sees the end when the program is done.
+        self.cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let stdin = child.stdin.take().expect("piped stdin");
         let input = self.stdin;
         std::thread::spawn(move || {
@@ -204,7 +325,10 @@ impl Runner {
             let _ = stdin.write_all(&input); // the program may exit without reading it all
         });
         let (lines_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout: Box<dyn Read + Send> = match merged {
+            Some(reader) => Box::new(reader),
+            None => Box::new(child.stdout.take().expect("piped stdout")),
+        };
         let stdout = std::thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(stdout).lines() {
@@ -215,10 +339,12 @@ impl Runner {
             }
             all
         });
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_pipe = child.stderr.take();
         let stderr = std::thread::spawn(move || {
             let mut all = Vec::new();
-            let _ = stderr_pipe.read_to_end(&mut all);
+            if let Some(mut pipe) = stderr_pipe {
+                let _ = pipe.read_to_end(&mut all);
+            }
             String::from_utf8_lossy(&all).into_owned()
         });
         let as_root = !self.unprivileged;
@@ -226,6 +352,8 @@ impl Runner {
             label: self.label,
             step: self.step,
             as_root,
+            rootless: self.rootless,
+            merged: self.merged,
             child,
             mounts_before,
             lines,
@@ -255,6 +383,8 @@ pub struct Running {
     label: String,
     step: Option<Step>,
     as_root: bool,
+    rootless: bool,
+    merged: bool,
     child: Child,
     mounts_before: String,
     lines: mpsc::Receiver<String>,
@@ -286,6 +416,31 @@ impl Running {
             panic!("{message}");
         }
         panic!("`{}` never printed {text:?}; its output was:\n{output}", self.label);
+    }
+
+    /// Waits until a process of this run (the process group the harness made
+    /// for it) has the command line `cmdline`, e.g. the command a step execs,
+    /// and returns its host PID. Fails the test after the timeout.
+    pub fn wait_for_process(&mut self, cmdline: &str) -> i32 {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            let found = host::in_process_group(self.pid())
+                .into_iter()
+                .find(|&pid| host::cmdline(pid).as_deref() == Some(cmdline));
+            if let Some(pid) = found {
+                return pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let message = format!("no process of `{}` ran `{cmdline}` within {TIMEOUT:?}", self.label);
+        let mut pids = vec![self.pid()];
+        pids.extend(host::in_process_group(self.pid()));
+        host::kill_all(&pids);
+        let output = self.take_output();
+        if let Some(message) = unimplemented(self.step, &output) {
+            panic!("{message}");
+        }
+        panic!("{message}; its output was:\n{output}");
     }
 
     /// Sends `signal` to the program we started.
@@ -367,11 +522,20 @@ impl Running {
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
         // First of all: a step that stopped at an exercise's todo!() is not written yet.
-        if let Some(message) = unimplemented(self.step, &stderr) {
+        if let Some(message) = unimplemented(self.step, if self.merged { &stdout } else { &stderr })
+        {
             panic!("{message}");
         }
-        let output =
-            Output { label: self.label, pid: pgrp, as_root: self.as_root, status, stdout, stderr };
+        let output = Output {
+            label: self.label,
+            pid: pgrp,
+            as_root: self.as_root,
+            rootless: self.rootless,
+            merged: self.merged,
+            status,
+            stdout,
+            stderr,
+        };
         let (added, removed) = host::mount_changes(&self.mounts_before, &host::mountinfo());
         assert!(
             added.is_empty() && removed.is_empty(),
@@ -403,12 +567,26 @@ impl Running {
                     host::kill(pid, Signal::SIGKILL);
                 }
                 let _ = self.child.kill();
-                let output = self.take_output();
+                let output = abbreviated(&self.take_output());
                 panic!("`{}` did not end within {TIMEOUT:?}; output so far:\n{output}", self.label);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The first and last lines of a long output: a program that did not end may
+/// have printed the same error millions of times.
+fn abbreviated(output: &str) -> String {
+    const HEAD: usize = 20;
+    const TAIL: usize = 5;
+    let lines: Vec<&str> = output.lines().collect();
+    if lines.len() <= HEAD + TAIL {
+        return output.to_string();
+    }
+    let left_out = lines.len() - HEAD - TAIL;
+    let (head, tail) = (&lines[..HEAD], &lines[lines.len() - TAIL..]);
+    format!("{}\n[... {left_out} more lines ...]\n{}", head.join("\n"), tail.join("\n"))
 }
 
 /// The first line of the failure of a step that stops at the `todo!()` of
@@ -457,16 +635,33 @@ pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
 /// Drops root to `nobody` (65534) before exec, so the program runs as an
 /// ordinary user: no capabilities, no user namespace.
 fn become_nobody(cmd: &mut Command) {
+    become_user(cmd, 65534, 65534);
+}
+
+/// Drops root to `uid` and `gid`, with no supplementary group, before exec.
+fn become_user(cmd: &mut Command, uid: u32, gid: u32) {
     use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             setgroups(&[])?;
-            setgid(Gid::from_raw(65534))?;
-            setuid(Uid::from_raw(65534))?;
+            setgid(Gid::from_raw(gid))?;
+            setuid(Uid::from_raw(uid))?;
+            // Changing user made the process undumpable, which gives its
+            // /proc/self files to root: a user namespace's uid_map among them.
+            // prctl(2) only sets a flag of this process.
+            if libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         })
     };
+}
+
+/// The user who ran `sudo`, if the tests run under it: (uid, gid).
+fn sudo_user() -> Option<(u32, u32)> {
+    let id = |key: &str| std::env::var(key).ok()?.parse().ok().filter(|&id| id != 0);
+    Some((id("SUDO_UID")?, id("SUDO_GID")?))
 }
 
 /// What a run did.
@@ -477,6 +672,11 @@ pub struct Output {
     pub pid: i32,
     /// Whether it ran with root's powers (real or rootless), as a learner runs it with sudo.
     pub as_root: bool,
+    /// Whether it was made to run rootless ([`Runner::rootless`]), as a learner without sudo.
+    pub rootless: bool,
+    /// Whether stdout and stderr were one pipe ([`Runner::terminal_order`]):
+    /// then `stdout` holds both, in the order written, and `stderr` is empty.
+    pub merged: bool,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -511,6 +711,12 @@ impl Output {
         self.expect_code(0, "it should have succeeded")
     }
 
+    /// What the program wrote to stderr; or, when stdout and stderr were one
+    /// stream ([`Output::merged`]), everything it wrote.
+    pub fn messages(&self) -> &str {
+        if self.merged { &self.stdout } else { &self.stderr }
+    }
+
     /// Standard output, one trimmed line per item, without empty lines.
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
@@ -520,6 +726,13 @@ impl Output {
 impl std::fmt::Display for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "--- `{}` exited with status {}", self.label, self.code())?;
+        if self.merged {
+            return write!(
+                f,
+                "--- stdout and stderr, as a terminal shows them:\n{}",
+                self.stdout.trim_end()
+            );
+        }
         writeln!(f, "--- stdout:\n{}", self.stdout.trim_end())?;
         write!(f, "--- stderr:\n{}", self.stderr.trim_end())
     }

@@ -19,17 +19,17 @@ impl Transcript {
     /// Runs `runner` (a step that starts a shell) and types `commands` into
     /// that shell one by one. The transcript shows the host command, then each
     /// command after `prompt` with the output it printed, stdout and stderr
-    /// interleaved as on a terminal.
+    /// in the order they were written, as on a terminal.
     pub fn shell(runner: Runner, prompt: &str, commands: &[&str]) -> (Transcript, Output) {
         // The shell prints a mark and the command before running it, so the
         // output can be split per command. printf is a builtin: no extra process.
-        let mut script = String::from("exec 2>&1\n");
+        let mut script = String::new();
         for command in commands {
             let quoted = command.replace('\'', r"'\''");
             script.push_str(&format!("printf '{MARK}%s\\n' '{quoted}'\n{command}\n"));
         }
-        let output = runner.stdin(script).run();
-        let mut text = format!("$ {}\n{}", shown(&output), output.stderr);
+        let output = runner.stdin(script).terminal_order().run();
+        let mut text = format!("$ {}\n", shown(&output));
         let mut segments = output.stdout.split(MARK);
         text.push_str(segments.next().unwrap_or_default()); // anything before the first command
         for segment in segments {
@@ -40,10 +40,11 @@ impl Transcript {
     }
 
     /// Runs a command on the host, e.g. a step given bad input: the command
-    /// line, everything it printed, and `echo $?` when it failed.
+    /// line, everything it printed (stdout and stderr in the order they were
+    /// written, as on a terminal), and `echo $?` when it failed.
     pub fn command(runner: Runner) -> (Transcript, Output) {
-        let output = runner.run();
-        let text = format!("$ {}\n{}{}", shown(&output), output.stdout, output.stderr);
+        let output = runner.terminal_order().run();
+        let text = format!("$ {}\n{}", shown(&output), output.stdout);
         (Transcript(finish(text, &output)), output)
     }
 
@@ -62,12 +63,23 @@ impl Transcript {
     }
 }
 
-/// How the learner types it: from the workspace, with sudo unless the run
-/// was meant to be unprivileged.
+/// How the learner types it: from the workspace, with sudo, or, rootless,
+/// in a user namespace as `cargo xtask run --rootless` starts it; plainly when
+/// the run was meant to be unprivileged.
 fn shown(output: &Output) -> String {
-    let sudo = if output.as_root { "sudo " } else { "" };
-    let path = if output.label.starts_with("step0") { "./target/debug/" } else { "" };
-    format!("{sudo}{path}{}", output.label)
+    let how = match (output.as_root, output.rootless) {
+        (true, true) => "unshare --user --map-root-user --mount ",
+        (true, false) => "sudo ",
+        (false, _) => "",
+    };
+    let path = if output.label.starts_with("step0") {
+        "./target/debug/"
+    } else if output.label.starts_with(crate::c_demo::NAME) {
+        "./" // compiled beside rootfs/, as the article does
+    } else {
+        ""
+    };
+    format!("{how}{path}{}", output.label)
 }
 
 /// Adds `echo $?` when the last command failed, as a learner would check.

@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
-use workshop_tests::{Output, RootfsCopy, Runner, Step, Transcript, alpine_rootfs, scratch};
+use workshop_tests::{
+    Output, ROOTFS, RootfsCopy, Runner, Step, Transcript, alpine_rootfs, scratch, with_rootfs,
+};
 
 /// A rootfs path that exists on no machine.
 const MISSING_ROOTFS: &str = "/no/such/rootfs";
@@ -31,9 +33,10 @@ fn regular_file() -> PathBuf {
     path
 }
 
-/// Fails unless `output`'s stderr contains `text`.
+/// Fails unless `output`'s stderr contains `text` (or its output, where a
+/// transcript took stdout and stderr as one stream, as a terminal shows them).
 fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
-    assert!(output.stderr.contains(text), "{why}\nIt should say {text:?}.\n{output}");
+    assert!(output.messages().contains(text), "{why}\nIt should say {text:?}.\n{output}");
 }
 
 /// A rootfs that does not exist: the step stops before doing anything, with
@@ -241,21 +244,99 @@ fn not_root(
              {chapter}, section {section}"
         ),
     );
-    for (text, what) in [
+    // Everything the message must say, checked at once, so that one failure
+    // lists every missing piece.
+    let wanted = [
         (capability, "the capability the failed system call needs"),
         ("sudo", "how to get it: run with sudo"),
         ("cargo xtask doctor", "where to find out more: `cargo xtask doctor`"),
-    ] {
-        expect_stderr_contains(
-            &output,
-            text,
-            &format!(
-                "{short}: EPERM alone does not tell a learner what to do; the hint should name \
-                 {what}; see {chapter}, section {section}."
-            ),
-        );
-    }
+    ];
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(text, _)| !output.messages().contains(text))
+        .map(|(text, what)| format!("{what} ({text:?})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{short}: EPERM alone does not tell a learner what to do. The message (the error, then \
+         a `hint:` line) should name {}; it does not name {}. See {chapter}, section {section}.\n\
+         {output}",
+        wanted
+            .iter()
+            .map(|(text, what)| format!("{what} ({text:?})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing.join(", ")
+    );
     if let Some(name) = transcript {
         recorded.assert_matches(name);
     }
+}
+
+/// With stderr a pipe nobody reads (as in `step04 … 2>&1 | head -0`), a
+/// failure keeps its exit status: the message is lost, not the status.
+/// `eprintln!` would panic there (status 101), and a write after the step set
+/// SIGPIPE back to its default for its command would kill it (141). Each way
+/// a step reports a failure is a case: the runtime's own (`main`), usage
+/// errors (clap), and the failed exec's. The exec cases of steps 02 and 03 run
+/// without a PID namespace: a PID 1 is immune to the kernel's SIGPIPE, so
+/// only there can it kill (step04's child is always PID 1: `reuse.rs` checks
+/// its `die` in a process that is not).
+#[rstest]
+#[case::step01_chroot_runtime(Step::Step01Chroot, &[MISSING_ROOTFS], false, 125)]
+#[case::step01_chroot_usage(Step::Step01Chroot, &["--bogus"], false, 125)]
+#[case::step01_chroot_exec(Step::Step01Chroot, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step02_unshare_cli_runtime(Step::Step02UnshareCli, &["--root", MISSING_ROOTFS, "/bin/true"], false, 125)]
+#[case::step02_unshare_cli_usage(Step::Step02UnshareCli, &["--bogus"], false, 1)]
+#[case::step02_unshare_cli_exec(Step::Step02UnshareCli, &["--root", ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step03_pid_ns_runtime(Step::Step03PidNs, &["/bin/true"], true, 125)]
+#[case::step03_pid_ns_usage(Step::Step03PidNs, &["--bogus"], false, 125)]
+#[case::step03_pid_ns_exec(Step::Step03PidNs, &["--no-fork", MISSING_COMMAND], false, 127)]
+#[case::step04_full_demo_runtime(Step::Step04FullDemo, &[MISSING_ROOTFS], false, 125)]
+#[case::step04_full_demo_usage(Step::Step04FullDemo, &["--bogus"], false, 125)]
+#[case::step04_full_demo_exec(Step::Step04FullDemo, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step05_pivot_root_runtime(Step::Step05PivotRoot, &[MISSING_ROOTFS], false, 125)]
+#[case::step05_pivot_root_usage(Step::Step05PivotRoot, &["--bogus"], false, 125)]
+#[case::step05_pivot_root_exec(Step::Step05PivotRoot, &[ROOTFS, MISSING_COMMAND], false, 127)]
+fn stderr_closed_keeps_the_status(
+    #[case] step: Step,
+    #[case] args: &[&str],
+    #[case] unprivileged: bool,
+    #[case] code: i32,
+) {
+    let runner = Runner::step(step, with_rootfs(args)).stderr_closed();
+    let output = if unprivileged { runner.unprivileged() } else { runner }.run();
+    let (short, chapter) = (step.short(), step.chapter());
+    let died = match output.code() {
+        101 => " (101: it panicked, as eprintln! does when stderr is gone)",
+        141 => " (141 = 128+13: SIGPIPE killed it, writing to the closed stderr)",
+        _ => "",
+    };
+    output.expect_code(
+        code,
+        &format!(
+            "{short}: with stderr a pipe nobody reads, the failure should still end with its \
+             documented status, {code}; it ended with {}{died}. Write diagnostics so that a \
+             failed write is ignored (`let _ = writeln!(std::io::stderr(), …)`), and in a \
+             child whose SIGPIPE is back at its default, ignore SIGPIPE before writing. See \
+             {chapter}.",
+            output.code()
+        ),
+    );
+}
+
+/// `step03 --no-fork` explains itself on stderr before its exec: with stderr
+/// a closed pipe, the explanation is lost but the command still runs.
+#[test]
+fn step03_no_fork_runs_its_command_with_stderr_closed() {
+    let step = Step::Step03PidNs;
+    let args = ["--no-fork", "/bin/sh", "-c", "echo ran"];
+    let output = Runner::step(step, args).stderr_closed().run();
+    assert!(
+        output.code() == 0 && output.lines() == ["ran"],
+        "step03 --no-fork, with stderr a pipe nobody reads, should still run its command \
+         (`echo ran`) and exit with its status, 0: `explain_no_fork` must not panic when its \
+         write fails (eprintln! does: status 101). See {}, the --no-fork section.\n{output}",
+        step.chapter()
+    );
 }

@@ -3,10 +3,13 @@
 //! Listings are `{{#include}}`s of the steps' sources by anchor; console
 //! transcripts are `{{#include}}`s of the insta snapshots that the other
 //! tests check against real runs. These tests check the book's side: every
-//! include resolves, every snapshot is included from its first line of
+//! include resolves, every `{{#exercise}}` (which the book's preprocessor
+//! renders) renders, every snapshot is included from its first line of
 //! content, no Rust listing is pasted, every link and image resolves, every
-//! man page named links to man7.org, and each step chapter has one `## (N)`
-//! section per number in the step's code (its `main.rs`, and its kit modules).
+//! man page named links to man7.org, one link text has one address, the
+//! sidebar numbers the steps' chapters as the steps, and each step chapter has
+//! one `## (N)` section per number in the step's code (its `main.rs`, and its
+//! kit modules).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -61,11 +64,20 @@ fn prose(text: &str) -> Vec<(usize, &str)> {
 
 /// `{{#include path:spec}}` directives: (line number, path, spec after the first ':').
 fn includes(text: &str) -> Vec<(usize, String, Option<String>)> {
+    directives(text, "{{#include ")
+}
+
+/// `{{#<kind> path:spec}}` directives, `open` being `{{#<kind> `.
+fn directives(text: &str, open: &str) -> Vec<(usize, String, Option<String>)> {
     let mut found = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let mut rest = line;
-        while let Some(start) = rest.find("{{#include ") {
-            let after = &rest[start + "{{#include ".len()..];
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len()..];
+            if rest[..start].ends_with('\\') {
+                rest = after; // escaped: mdBook shows it as it is
+                continue;
+            }
             let end = after.find("}}").expect("an {{#include}} closes on its line");
             let target = after[..end].trim();
             let (path, spec) = match target.split_once(':') {
@@ -128,6 +140,27 @@ fn every_include_resolves() {
         }
     }
     assert!(problems.is_empty(), "broken includes in the book:\n{}", problems.join("\n"));
+}
+
+/// Every `{{#exercise path:anchor}}` renders as the book's preprocessor renders it.
+#[test]
+fn every_exercise_renders() {
+    let mut problems = Vec::new();
+    for chapter in chapters() {
+        let text = read(&chapter);
+        for (line, path, anchor) in directives(&text, "{{#exercise ") {
+            let file = chapter.parent().expect("chapter dir").join(&path);
+            let at = format!("{}:{line}: {{{{#exercise {path}}}}}", name(&chapter));
+            let rendered =
+                std::fs::read_to_string(&file).map_err(anyhow::Error::from).and_then(|source| {
+                    xtask::exercise::listing(&source, anchor.as_deref().unwrap_or(""))
+                });
+            if let Err(err) = rendered {
+                problems.push(format!("{at}: {err:#}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "exercises the book cannot show:\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -335,4 +368,66 @@ fn summary_lists_every_chapter() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// mdBook numbers the chapters of SUMMARY.md's list: the steps' chapters come
+/// first in it, so that the sidebar's "1." is step 01, "2." step 02, and so on.
+#[test]
+fn sidebar_numbers_are_the_step_numbers() {
+    let summary = read(&book_src().join("SUMMARY.md"));
+    let numbered: Vec<String> = summary
+        .lines()
+        .filter(|line| line.starts_with("- ["))
+        .flat_map(link_targets)
+        .map(String::from)
+        .collect();
+    for (index, step) in Step::ALL.into_iter().enumerate() {
+        let expected = format!("{}.md", step.name());
+        assert_eq!(
+            numbered.get(index),
+            Some(&expected),
+            "SUMMARY.md: the numbered chapter {} should be {expected}, so that the sidebar numbers \
+             the steps' chapters as the steps (unnumbered chapters are the lines without `- `); \
+             the numbered ones are {numbered:?}",
+            index + 1
+        );
+    }
+}
+
+/// `[text](https://…)` links on a line: (text, address).
+fn external_links(line: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (at, _) in line.match_indices("](") {
+        let Some(open) = line[..at].rfind('[') else { continue };
+        let rest = &line[at + 2..];
+        let Some(end) = rest.find(')') else { continue };
+        let target = rest[..end].split_whitespace().next().unwrap_or_default();
+        if target.contains("://") {
+            found.push((line[open + 1..at].to_lowercase(), target.to_string()));
+        }
+    }
+    found
+}
+
+/// A thing linked from the README and the book, such as multipass, is linked
+/// to one address everywhere.
+#[test]
+fn one_address_per_link_text() {
+    let mut files = chapters();
+    files.push(workspace().join("README.md"));
+    let mut seen: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for file in &files {
+        let text = read(file);
+        for (_, line) in prose(&text) {
+            for (label, address) in external_links(line) {
+                seen.entry(label).or_default().insert(address);
+            }
+        }
+    }
+    let problems: Vec<String> = seen
+        .iter()
+        .filter(|(_, addresses)| addresses.len() > 1)
+        .map(|(label, addresses)| format!("[{label}] links to {addresses:?}"))
+        .collect();
+    assert!(problems.is_empty(), "one link text, several addresses:\n{}", problems.join("\n"));
 }

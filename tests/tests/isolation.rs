@@ -404,3 +404,53 @@ fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
         );
     }
 }
+
+/// The propagation fields of the root mount in `mountinfo` (proc(5)):
+/// `shared:N`, `master:N`, … between the mount options and the ` - `.
+fn root_mount_propagation(mountinfo: &str) -> Vec<String> {
+    let root = mountinfo
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.len() > 6 && f[3] == "/" && f[4] == "/");
+    let Some(fields) = root else { return Vec::new() };
+    fields[6..].iter().take_while(|f| **f != "-").map(|f| f.to_string()).collect()
+}
+
+/// When a mount namespace is copied from one whose mounts are shared, the
+/// copies join their originals' peer groups (`shared:N`), and a mount made
+/// under one is made under the other: the leak (2) of step04 prevents. When
+/// the copy belongs to a new, less privileged user namespace, as in the
+/// rootless mode, shared mounts are reduced to slaves (`master:N`): mounts
+/// propagate into the copy, never back out (mount_namespaces(7)).
+#[test]
+fn copies_of_shared_mounts() {
+    let unshare = host::util_linux_unshare();
+    let copy = |flags: &[&str]| {
+        // The shell stays in the shared namespace while the copy is read: a
+        // peer group whose every other mount is gone leaves its slaves private.
+        let script = format!(
+            "{unshare} {} --propagation unchanged cat /proc/self/mountinfo; exit $?",
+            flags.join(" ")
+        );
+        let output =
+            Runner::program("/bin/sh", ["-c", script.as_str()]).in_shared_mount_namespace().run();
+        output.expect_success();
+        (root_mount_propagation(&output.stdout), output)
+    };
+    let (same_owner, output) = copy(&["--mount"]);
+    assert!(
+        same_owner.iter().any(|f| f.starts_with("shared:"))
+            && !same_owner.iter().any(|f| f.starts_with("master:")),
+        "a new mount namespace of the same user namespace, copied from one whose `/` is shared, \
+         should have its `/` in the original's peer group (shared:N), and not a slave; its \
+         propagation fields are {same_owner:?}.\n{output}"
+    );
+    let (less_privileged, output) = copy(&["--user", "--map-root-user", "--mount"]);
+    assert!(
+        less_privileged.iter().any(|f| f.starts_with("master:"))
+            && !less_privileged.iter().any(|f| f.starts_with("shared:")),
+        "a new mount namespace that belongs to a new user namespace is less privileged: the \
+         copy of a shared `/` should be a slave of the original's peer group (master:N), not a \
+         peer; its propagation fields are {less_privileged:?}.\n{output}"
+    );
+}

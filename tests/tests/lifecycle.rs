@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Runner, Step, Transcript, host};
+use workshop_tests::{Output, Runner, Step, Transcript, host};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -146,6 +146,33 @@ fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
             step.chapter()
         ),
     );
+}
+
+/// From the host, too, PID 1 of a PID namespace gets only the signals it has
+/// a handler for, except SIGKILL and SIGSTOP: the container's `sh`, which has
+/// no SIGTERM handler, lives through the host's SIGTERM, and dies of SIGKILL.
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
+fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
+    let mut running =
+        Runner::in_container(step, &["/bin/sh", "-c", "echo ready; sleep 30"]).spawn();
+    running.wait_for_line("ready");
+    let (running, init) = running.container_init(step);
+    host::kill(init, Signal::SIGTERM);
+    let died_of_sigterm = host::eventually(OUTLIVE_SECONDS, || !host::alive(init));
+    host::kill(init, Signal::SIGKILL); // from an ancestor PID namespace: always delivered
+    let output = running.wait();
+    assert!(
+        !died_of_sigterm,
+        "{}: the host sent SIGTERM to the container's PID 1 (host PID {init}), which has no \
+         handler for it, and it died: PID 1 of a PID namespace should get only the signals it \
+         handles, SIGKILL and SIGSTOP from an ancestor namespace excepted (pid_namespaces(7)). \
+         See {}, \"PID 1 and signals\".\n{output}",
+        step.short(),
+        step.chapter()
+    );
+    output.expect_code(128 + Signal::SIGKILL as i32, "SIGKILL from the host ends PID 1");
 }
 
 /// A shell command that starts `sleep SECONDS` in the background, holding no
@@ -338,8 +365,9 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
         source(step),
         step.chapter()
     );
+    // The transcript takes stdout and stderr as one stream, in the order written.
     let (ours, shells): (Vec<&str>, Vec<&str>) =
-        output.stderr.lines().partition(|line| line.starts_with("step03-pid-ns:"));
+        output.stdout.lines().partition(|line| line.starts_with("step03-pid-ns:"));
     assert!(
         output.code() != 0 && shells.iter().any(|line| line.to_lowercase().contains("fork")),
         "step03 --no-fork: the shell's first child (/bin/true) becomes PID 1 of the new PID \
@@ -348,6 +376,12 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
          Cannot allocate memory\"). See `explain_no_fork` in {} and {}.\n{output}",
         source(step),
         step.chapter()
+    );
+    let position = |prefix: &str| output.stdout.lines().position(|l| l.starts_with(prefix));
+    assert!(
+        matches!((position("step03-pid-ns:"), position("pid=")), (Some(a), Some(b)) if a < b),
+        "step03 --no-fork should explain what is about to happen before the shell runs, so a \
+         terminal shows the explanation (stderr) before the shell's `pid=` line (stdout).\n{output}"
     );
     let explanation = ours.join("\n");
     assert!(
@@ -373,6 +407,180 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
              step03_no_fork transcript is not compared"
         );
     }
+}
+
+/// `exit` from an interactive dash that is PID 1 of a new PID namespace
+/// prints "Cannot set tty process group (No such process)": at start, dash
+/// notes the terminal's foreground process group, which belongs to the host's
+/// PID namespace and so reads as 0 inside; at exit, it fails to hand the
+/// terminal back to group 0. util-linux's `unshare --pid --fork --mount-proc`
+/// gives the same; the same shell without a new PID namespace does not. The
+/// terminal is a pseudo-terminal from util-linux's `script`. (The transcript's
+/// first two lines are the command the test ran and the line it typed.)
+#[rstest]
+#[case::step03_pid_ns(Some(Step::Step03PidNs))]
+#[case::util_linux_unshare(None)]
+fn exit_from_an_interactive_dash_as_pid1(#[case] step: Option<Step>) {
+    if !host_sh_is_dash() {
+        eprintln!(
+            "note: /bin/sh is not dash, which is the shell whose message this test checks: \
+             nothing compared"
+        );
+        return;
+    }
+    let runtime = match step {
+        Some(step) => workshop_tests::binary(step).display().to_string(),
+        None => format!("{} --pid --fork --mount-proc", host::util_linux_unshare()),
+    };
+    let run = |command: &str| {
+        Runner::program("script", ["-qec", command, "/dev/null"]).stdin("exit\n").run()
+    };
+    let message = "Cannot set tty process group (No such process)";
+    let output = run(&format!("{runtime} /bin/sh"));
+    let line = output.stdout.lines().find(|l| l.contains(message)).map(|l| {
+        l.trim_end_matches('\r').trim_start_matches("# ").to_string() // the prompt, the pty's \r
+    });
+    let Some(line) = line else {
+        panic!(
+            "`{runtime} /bin/sh` in a terminal, then `exit`: dash, as PID 1 of a new PID \
+             namespace, should say {message:?} as it exits, since the terminal's foreground \
+             process group is one of the host's, which it sees as 0.\n{output}"
+        );
+    };
+    let control = run("/bin/sh");
+    assert!(
+        !control.stdout.contains(message),
+        "the same dash, in no new PID namespace, should exit quietly.\n{control}"
+    );
+    // The terminal's foreground process group (field 8 of /proc/self/stat,
+    // proc(5)), seen from inside the new PID namespace, then from outside.
+    let tpgid = |command: &str| {
+        let probe = format!("{command} /bin/sh -c 'cut -d\" \" -f8 /proc/self/stat'");
+        let output = Runner::program("script", ["-qec", probe.as_str(), "/dev/null"]).run();
+        output.stdout.trim().to_string()
+    };
+    let (inside, outside) = (tpgid(&runtime), tpgid(""));
+    assert!(
+        inside == "0" && outside.parse::<i32>().is_ok_and(|g| g > 0),
+        "the terminal's foreground process group, a group of the host's PID namespace, should \
+         read as 0 from inside the new one (it is {inside:?}), and as its number outside (it is \
+         {outside:?})"
+    );
+    if step.is_some() {
+        let shown = "$ sudo ./target/debug/step03-pid-ns\n# exit\n";
+        Transcript(format!("{shown}{line}\n")).assert_matches("step03_exit_tty");
+    }
+}
+
+/// Why a runtime waits for its container: the shell it was typed into gives
+/// the terminal to the runtime's process group, and takes it back when the
+/// runtime exits. In a terminal (util-linux's `script`), an interactive host
+/// shell starts step03, whose container shell reads a line from the terminal.
+/// While the runtime waits, that works. When the runtime is gone first (the
+/// test kills it, as if it had not waited), the host shell takes the terminal
+/// back, and the container's read fails: its process group is no longer the
+/// terminal's foreground group, and, orphaned, gets EIO (credentials(7)).
+#[rstest]
+#[case::step03_pid_ns_waits(false)]
+#[case::step03_pid_ns_killed(true)]
+fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtime: bool) {
+    let step = Step::Step03PidNs;
+    let dir = workshop_tests::scratch()
+        .join(format!("terminal-{}-{kill_the_runtime}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the test's marker files");
+    let (go, end) = (dir.join("go"), dir.join("end"));
+    let wait_for = |file: &std::path::Path| {
+        format!("while [ ! -e '{}' ]; do sleep 0.05; done", file.display())
+    };
+    // The container's shell: say it is up, wait for the test, read a line.
+    // (The quotes keep the terminal's echo of the command from matching.)
+    let container = format!(
+        "echo container is \"up\"; {}; sleep 0.3; read line; echo \"read\" \"status $? line $line\"",
+        wait_for(&go)
+    );
+    let typed = format!("{} /bin/sh -c '{container}'", workshop_tests::binary(step).display());
+    // What is typed at the terminal: the command, then a line, then `exit`.
+    let feeder = format!(
+        "{{ printf '%s\\n' \"$TYPED\"; {}; printf 'hello\\n'; {}; printf 'exit\\n'; }} | \
+         script -qec 'sh -i' /dev/null",
+        wait_for(&go),
+        wait_for(&end)
+    );
+    let mut running =
+        Runner::program("/bin/sh", ["-c", feeder.as_str()]).env("TYPED", &typed).spawn();
+    running.wait_for_line("container is up");
+    if kill_the_runtime {
+        let runtime = host::process_tree(running.pid()).into_iter().find(|&pid| {
+            host::cmdline(pid)
+                .is_some_and(|c| c.starts_with(&workshop_tests::binary(step).display().to_string()))
+                && host::ns_pids(pid).len() == 1 // the runtime, in the host's PID namespace
+        });
+        let Some(runtime) = runtime else {
+            std::fs::write(&end, "").ok();
+            running.abort("the runtime (step03) is not among the test's processes");
+        };
+        host::kill(runtime, Signal::SIGKILL);
+        host::eventually(VANISH_SECONDS, || !host::alive(runtime));
+    }
+    std::fs::write(&go, "").expect("tell the container to read");
+    running.wait_for_line("read status");
+    std::fs::write(&end, "").expect("tell the terminal to exit");
+    let output = running.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = output
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_start_matches("# ").strip_prefix("read status "))
+        .map(|rest| rest.trim_end_matches('\r').to_string())
+        .unwrap_or_default();
+    if kill_the_runtime {
+        assert!(
+            !status.is_empty() && !status.starts_with('0'),
+            "{}: with its runtime gone, the container's shell should no longer be able to read \
+             the terminal: the host shell took it back when the runtime ended. It read \
+             ({status:?}). See {}, \"The parent waits\".\n{output}",
+            step.short(),
+            step.chapter()
+        );
+    } else {
+        assert_eq!(
+            status,
+            "0 line hello",
+            "{}: while the runtime waits, the container's shell has the terminal, and should read \
+             the line typed into it. See {}, \"The parent waits\".\n{output}",
+            step.short(),
+            step.chapter()
+        );
+    }
+}
+
+/// An interactive shell catches SIGINT, so PID 1 gets Ctrl-C; a shell
+/// reading a script does not. The shell's `SigCgt` (proc(5)), read in a
+/// container started from a terminal (util-linux's `script`) and from a pipe.
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
+fn interactive_pid1_catches_sigint(#[case] step: Step) {
+    let caught = |output: &Output| {
+        let mask = output.stdout.lines().find_map(|l| l.split("SigCgt:").nth(1))?;
+        let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+        Some(mask & (1 << (Signal::SIGINT as u64 - 1)) != 0)
+    };
+    let probe = "grep SigCgt /proc/1/status\nexit\n";
+    let command = step.args_for(workshop_tests::alpine_rootfs(), &[]);
+    let in_terminal = format!("{} {}", workshop_tests::binary(step).display(), command.join(" "));
+    let terminal =
+        Runner::program("script", ["-qec", in_terminal.as_str(), "/dev/null"]).stdin(probe).run();
+    let piped = Runner::in_container(step, &[]).stdin(probe).run();
+    assert_eq!(
+        (caught(&terminal), caught(&piped)),
+        (Some(true), Some(false)),
+        "{}: the container's shell, PID 1, should catch SIGINT when it is interactive (in a \
+         terminal), and not when it reads a script: PID 1 gets only the signals it catches, so \
+         Ctrl-C reaches an interactive shell. See {}, \"PID 1 and signals\".\n{terminal}\n{piped}",
+        step.short(),
+        step.chapter()
+    );
 }
 
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
@@ -408,39 +616,6 @@ fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
          of the runtime (a log, a socket, a secret) would be reachable from inside. The child \
          closes all but 0, 1 and 2 with close_range(3, ~0) before it execs: see `start_clean` in \
          {}, and {}.\n{output}",
-        step.short(),
-        source(step),
-        step.chapter()
-    );
-}
-
-/// The command starts with SIGPIPE at its default action and no signal
-/// blocked. The Rust runtime ignores SIGPIPE before `main`, an ignored signal
-/// stays ignored across fork and exec, and the runtime blocks Ctrl-C while it
-/// waits: the child must undo both (step04's `start_clean`, which step05's
-/// child calls too), or `yes | head -1` never ends inside. The probe, `grep`,
-/// reads its own /proc/self/status.
-#[rstest]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[ignore = "waits for branch issue8-steps, whose step04 `start_clean` resets SIGPIPE"]
-fn signals_start_clean_in_the_container(#[case] step: Step) {
-    let probe = "grep -E '^Sig(Ign|Blk):' /proc/self/status";
-    let output = Runner::in_container(step, &["/bin/sh", "-c", probe]).run();
-    output.expect_success();
-    let mask = |key: &str| {
-        let line = output.lines().into_iter().find_map(|l| l.strip_prefix(key).map(str::trim));
-        u64::from_str_radix(line.unwrap_or_default(), 16)
-            .unwrap_or_else(|err| panic!("no {key} mask in the output ({err}):\n{output}"))
-    };
-    let (ignored, blocked) = (mask("SigIgn:"), mask("SigBlk:"));
-    let sigpipe = 1u64 << (Signal::SIGPIPE as i32 - 1);
-    assert!(
-        ignored & sigpipe == 0 && blocked == 0,
-        "{}: a command in the container should start with SIGPIPE at its default action and \
-         no signal blocked; it has SigIgn {ignored:016x} (SIGPIPE is {sigpipe:x}) and SigBlk \
-         {blocked:016x}. Between fork and exec, set SIGPIPE back to SIG_DFL and empty the \
-         mask: see `start_clean` in {}, and {}.\n{output}",
         step.short(),
         source(step),
         step.chapter()

@@ -26,14 +26,16 @@ fn step04_functions_are_there_for_later_steps() {
     let _: fn() -> anyhow::Result<()> = article::make_mounts_private;
     let _: fn(&Path) -> anyhow::Result<()> = article::change_root;
     let _: fn(&[CString]) -> anyhow::Result<ExitCode> = article::fork_container;
-    let _: fn(Argv, &nix::sys::signal::SigSet) -> ! = article::container;
-    let _: fn(&nix::sys::signal::SigSet) = article::start_clean;
+    let _: fn(Argv) -> ! = article::container;
+    let _: fn() = article::start_clean;
     let _: fn() -> nix::Result<()> = article::mount_proc;
     let _: fn(Argv) -> Errno = article::exec;
     let _: fn(&CStr, Errno) -> ! = article::exec_failed;
     let _: fn(Pid) -> anyhow::Result<ExitCode> = article::wait_for;
     let _: fn(i32, &[&[u8]]) -> ! = article::die;
     let _: fn() -> &'static CStr = article::program_name;
+    let _: fn(clap::Error) -> ExitCode = article::usage;
+    let _: fn(&'static str) = article::report;
 }
 
 /// Compiled into another program, step04's code names that program in its
@@ -73,4 +75,36 @@ fn step04_reused_says_its_own_name(
          program_invocation_short_name), not a name written into step04's code. See `die` \
          and `program_name` in step04-full-demo/src/main.rs.\n{output}"
     );
+}
+
+/// A later step runs its command in a process that is not PID 1 (step04's
+/// child always is, and PID 1 is immune to the kernel's SIGPIPE). There,
+/// after `start_clean` set SIGPIPE back to its default, `die` with stderr a
+/// pipe nobody reads must still exit with its status, not die of SIGPIPE.
+#[test]
+fn die_keeps_its_status_with_stderr_closed_after_start_clean() {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork};
+    use std::os::fd::AsRawFd;
+    let (reader, writer) = std::io::pipe().expect("make a pipe");
+    drop(reader); // nobody reads it
+    // SAFETY: the child makes only async-signal-safe calls (dup2, then step04's
+    // start_clean and die, which are written for a child) before _exit.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            unsafe { libc::dup2(writer.as_raw_fd(), 2) };
+            article::start_clean();
+            article::die(42, &[b"this message is lost"])
+        }
+        ForkResult::Parent { child } => {
+            let status = waitpid(child, None).expect("wait for the child");
+            assert_eq!(
+                status,
+                WaitStatus::Exited(child, 42),
+                "step04's `die(42, …)`, after `start_clean` and with stderr a pipe nobody reads, \
+                 should exit with 42; killed by SIGPIPE, it would lose the status. `die` should \
+                 ignore SIGPIPE again before it writes. See step04-full-demo/src/main.rs."
+            );
+        }
+    }
 }

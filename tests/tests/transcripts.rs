@@ -5,7 +5,7 @@
 //! also what the book includes.
 
 use rstest::rstest;
-use workshop_tests::{ROOTFS, Runner, Step, Transcript, with_rootfs};
+use workshop_tests::{Output, ROOTFS, Runner, Step, Transcript, c_demo, with_rootfs};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
@@ -37,23 +37,111 @@ fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str])
             step.chapter()
         );
     } else {
-        let commands: Vec<(&str, &str)> = table[1..]
-            .iter()
-            .map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                (fields[0], fields[fields.len() - 1])
-            })
-            .collect();
-        assert_eq!(
-            commands,
-            [("1", "/bin/sh"), ("2", "ps")],
-            "{}: ps inside should list exactly two processes, the shell as PID 1 and ps as \
-             PID 2: the container's own PID namespace, seen through its own /proc. See {}.\n{output}",
-            step.short(),
-            step.chapter()
-        );
+        expect_ps_table(&output, &table[1..], step.short(), &step.chapter());
     }
     transcript.assert_matches(name);
+}
+
+/// The check of `ps_inside`: busybox's `ps` lists exactly the shell as PID 1
+/// and itself as PID 2.
+fn expect_ps_table(output: &Output, rows: &[&str], who: &str, chapter: &str) {
+    let commands: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[0], fields[fields.len() - 1])
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [("1", "/bin/sh"), ("2", "ps")],
+        "{who}: ps inside should list exactly two processes, the shell as PID 1 and ps as \
+         PID 2: the container's own PID namespace, seen through its own /proc. See {chapter}.\n\
+         {output}"
+    );
+}
+
+/// The article's C program passes the same `ps` check as its Rust port:
+/// compiled with `cc` from step04-full-demo/container_demo.c, run beside a
+/// `rootfs`, as the article runs it.
+#[rstest]
+#[case::container_demo_c("container_demo_ps")]
+fn ps_inside_the_c_original(#[case] name: &str) {
+    let (transcript, output) = Transcript::shell(c_demo::runner(), ALPINE_PROMPT, &["ps"]);
+    output.expect_success();
+    let table: Vec<&str> = output.lines().into_iter().skip(2).collect(); // the mark, the header
+    let chapter = Step::Step04FullDemo.chapter();
+    expect_ps_table(&output, &table, "container_demo.c", &chapter);
+    transcript.assert_matches(name);
+}
+
+/// The article's own session with its C program: `cat /etc/os-release`,
+/// then `ps`, which is PID 3 because `cat` was PID 2 (PIDs are not reused
+/// until the counter wraps).
+#[rstest]
+#[case::container_demo_c("container_demo_article")]
+fn the_article_s_session(#[case] name: &str) {
+    let commands = ["cat /etc/os-release", "ps"];
+    let (transcript, output) = Transcript::shell(c_demo::runner(), ALPINE_PROMPT, &commands);
+    output.expect_success();
+    let ps = output.lines().into_iter().rev().find(|l| l.ends_with(" ps")).unwrap_or_default();
+    assert!(
+        output.stdout.contains("VERSION_ID=3.20.3") && ps.starts_with("3 "),
+        "container_demo.c: `cat /etc/os-release` should print Alpine's, and the `ps` after it \
+         should be PID 3, since `cat` was PID 2 in the new PID namespace.\n{output}"
+    );
+    transcript.assert_matches(name);
+}
+
+/// PID 1 of a PID namespace gets only the signals it has a handler for: from
+/// inside, even SIGKILL. Another shell dies of SIGTERM; with a trap, PID 1
+/// gets it too.
+#[rstest]
+#[case::step04_full_demo("step04_pid1_signals", Step::Step04FullDemo)]
+fn pid1_ignores_signals_without_a_handler(#[case] name: &str, #[case] step: Step) {
+    let commands = [
+        "kill 1",
+        "kill -KILL 1",
+        "echo \"PID $$ is still here\"",
+        "sh -c 'kill $$'; echo $?",
+        "trap 'echo SIGTERM handled' TERM",
+        "kill 1",
+    ];
+    let runner = Runner::in_container(step, &[]);
+    let (transcript, output) = Transcript::shell(runner, ALPINE_PROMPT, &commands);
+    output.expect_success();
+    let lines = output.lines();
+    let expected = ["PID 1 is still here", "Terminated", "143", "SIGTERM handled"];
+    assert!(
+        expected.iter().all(|line| lines.contains(line)),
+        "{}: inside the container, `kill 1` and `kill -KILL 1` should do nothing to the shell, \
+         PID 1, which has no handler for them (pid_namespaces(7)); a shell that is not PID 1 \
+         should die of SIGTERM (143); and once PID 1 traps SIGTERM, `kill 1` should reach it. \
+         Expected the lines {expected:?}. See {}.\n{output}",
+        step.short(),
+        step.chapter()
+    );
+    transcript.assert_matches(name);
+}
+
+/// Without sudo, step01 runs as root of a user namespace, and `id -u` says 0:
+/// yet mounting proc is refused, since the PID namespace it would show, the
+/// host's, belongs to the host's user namespace, not ours.
+#[test]
+fn step01_mount_proc_rootless() {
+    let step = Step::Step01Chroot;
+    let runner = Runner::step(step, with_rootfs(&[ROOTFS])).rootless();
+    let commands = ["id -u", "mount -t proc proc /proc"];
+    let (transcript, output) = Transcript::shell(runner, ALPINE_PROMPT, &commands);
+    let lines = output.lines();
+    assert!(
+        lines.contains(&"0") && output.stdout.contains("permission denied"),
+        "step01, rootless: `id -u` should say 0 (root of the user namespace), and `mount -t proc` \
+         should still be refused (permission denied): proc may be mounted only by a process with \
+         CAP_SYS_ADMIN in the user namespace that owns its PID namespace. See {}.\n{output}",
+        step.chapter()
+    );
+    transcript.assert_matches("step01_mount_proc_rootless");
 }
 
 /// The host's `ps` (procps) pads its PID column to the width of the largest
@@ -135,11 +223,12 @@ fn step01_mount_proc() {
     transcript.assert_matches("step01_mount_proc");
 }
 
-/// step02's `--help` explains every flag in one line.
+/// step02's `--help` explains every flag in one line. It needs no root, and
+/// is shown without sudo.
 #[test]
 fn step02_help() {
     let (transcript, output) =
-        Transcript::command(Runner::step(Step::Step02UnshareCli, ["--help"]));
+        Transcript::command(Runner::step(Step::Step02UnshareCli, ["--help"]).unprivileged());
     output.expect_success();
     transcript.assert_matches("step02_help");
 }

@@ -412,18 +412,18 @@ pub fn doctor() -> anyhow::Result<i32> {
     {
         let facts = Facts::gather();
         for line in checks(&facts) {
-            print!("{line}");
+            crate::show_raw!("{line}");
         }
-        println!();
-        println!("steps:");
+        crate::show!();
+        crate::show!("steps:");
         for line in steps(&facts) {
-            print!("{line}");
+            crate::show_raw!("{line}");
         }
         Ok(if facts.can_run_steps() { 0 } else { 1 })
     }
     #[cfg(not(target_os = "linux"))]
     {
-        print!("{}", not_linux(std::env::consts::OS));
+        crate::show_raw!("{}", not_linux(std::env::consts::OS));
         Ok(1)
     }
 }
@@ -669,7 +669,7 @@ mod tests {
         let facts = healthy();
         assert!(checks(&facts).iter().all(|l| l.mark != Mark::Fail), "{:?}", checks(&facts));
         let steps = steps(&facts);
-        assert_eq!(steps.len(), 4);
+        assert_eq!(steps.len(), Step::ALL.len());
         assert!(steps.iter().all(|l| l.mark == Mark::Ok));
         assert_eq!(
             steps[3].text,

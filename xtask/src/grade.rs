@@ -43,12 +43,15 @@ impl Outcome {
     }
 
     /// The lines a report shows: the message's first line (without the
-    /// `assertion … failed: ` that asserts put in front), then its `hint:` lines.
+    /// `assertion … failed: ` that asserts put in front), then its `hint:`
+    /// lines. Only the test's own words count: the output of the program it
+    /// ran, which the harness appends after a `--- \`program\` exited …` line,
+    /// may have `hint:` lines of its own (see [`Outcome::program_stderr`]).
     pub fn summary(&self) -> Vec<String> {
         let Some(message) = &self.message else {
             return vec!["failed without a message (see `cargo test` for its output)".into()];
         };
-        let mut lines = message.lines();
+        let mut lines = message.lines().take_while(|l| !is_output_header(l));
         let first = lines.next().unwrap_or_default();
         let first = first
             .strip_prefix("assertion `left == right` failed: ")
@@ -58,7 +61,36 @@ impl Outcome {
             .chain(lines.filter(|l| l.starts_with("hint: ")).map(String::from))
             .collect()
     }
+
+    /// What the program the test ran wrote to stderr (or to stdout and
+    /// stderr, when the harness took them as one stream), as the harness
+    /// appends it to the message: the program's name, and its lines.
+    pub fn program_stderr(&self) -> Option<(String, Vec<String>)> {
+        let message = self.message.as_deref()?;
+        let mut lines = message.lines().skip_while(|l| !is_output_header(l));
+        let header = lines.next()?;
+        let program = header.trim_start_matches("--- `").split("` exited").next()?.to_string();
+        let mut lines = lines.skip_while(|l| {
+            !matches!(*l, "--- stderr:" | "--- stdout and stderr, as a terminal shows them:")
+        });
+        lines.next()?;
+        let written: Vec<String> = lines
+            .take_while(|l| !l.starts_with("  left:") && !l.starts_with("--- "))
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect();
+        (!written.is_empty()).then_some((program, written))
+    }
 }
+
+/// The line with which the test harness starts a program's output in a
+/// failure message: ``--- `step04-full-demo rootfs` exited with status 125``.
+fn is_output_header(line: &str) -> bool {
+    line.starts_with("--- `") && line.contains("` exited with status ")
+}
+
+/// How many lines of a program's own output a report shows.
+const PROGRAM_LINES: usize = 4;
 
 /// The name of the test binary a cargo `Running` line announces: `isolation`
 /// for `Running tests/isolation.rs (target/debug/deps/isolation-…)`, `lib`
@@ -172,6 +204,19 @@ pub fn report(step: Option<Step>, outcomes: &[&Outcome]) -> String {
             out += &format!("      {hint}\n");
         }
         let example = tests.iter().min_by_key(|t| example_rank(t)).unwrap_or(&tests[0]);
+        if let Some((program, lines)) = example.program_stderr() {
+            // Labelled and set off, so that its `hint:` lines are not taken for ours.
+            out += &format!("      what `{program}` itself printed:\n");
+            for line in lines.iter().take(PROGRAM_LINES) {
+                out += &format!("      │ {line}\n");
+            }
+            if lines.len() > PROGRAM_LINES {
+                out += &format!(
+                    "      │ … ({} more lines: run it alone)\n",
+                    lines.len() - PROGRAM_LINES
+                );
+            }
+        }
         out += &format!("      run it alone: {}\n", example.command());
     }
     out
@@ -374,6 +419,43 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
 
     fn report_for_passed(outcomes: &[&Outcome]) -> String {
         report(Some(Step::Step04FullDemo), outcomes)
+    }
+
+    /// The step's own `hint:` line is not the grader's: it is shown under a
+    /// label, with the rest of what the step printed.
+    #[test]
+    fn the_program_s_own_stderr_is_labelled() {
+        let message = "step04: EPERM alone does not tell a learner what to do; see the book.\n\
+            --- `step04-full-demo rootfs` exited with status 125\n\
+            --- stdout and stderr, as a terminal shows them:\n\
+            step04-full-demo: unshare: EPERM: Operation not permitted\n\
+            hint: this needs CAP_SYS_ADMIN: run with sudo";
+        let outcome = Outcome {
+            binary: "bad_input".into(),
+            name: "not_root::case_4_step04_full_demo".into(),
+            passed: false,
+            message: Some(message.into()),
+        };
+        assert_eq!(
+            outcome.summary(),
+            ["step04: EPERM alone does not tell a learner what to do; see the book."]
+        );
+        let report = report(Some(Step::Step04FullDemo), &[&outcome]);
+        assert!(
+            report.contains(
+                "      what `step04-full-demo rootfs` itself printed:\n\
+                 \x20     │ step04-full-demo: unshare: EPERM: Operation not permitted\n\
+                 \x20     │ hint: this needs CAP_SYS_ADMIN: run with sudo\n"
+            ),
+            "{report}"
+        );
+        let separate = message.replace(
+            "--- stdout and stderr, as a terminal shows them:",
+            "--- stdout:\n--- stderr:",
+        ) + "\n  left: 1\n right: 2";
+        let outcome = Outcome { message: Some(separate), ..outcome };
+        let (_, lines) = outcome.program_stderr().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
     }
 
     #[test]

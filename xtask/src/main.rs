@@ -30,9 +30,17 @@ enum Command {
         /// Use this rootfs tarball (.tar or .tar.gz, e.g. from `docker container export`) instead of Alpine's.
         #[arg(long, value_name = "FILE")]
         from_tar: Option<PathBuf>,
-        /// Extract even into a directory that is not empty or holds another rootfs (its files are replaced).
+        /// Extract again into a directory this command filled before, from this tarball or another
+        /// (the tarball's files replace the ones there). A directory it did not fill is never
+        /// touched, with or without --force.
         #[arg(long)]
         force: bool,
+        /// DANGEROUS on a shared machine: keep setuid/setgid bits and create device nodes as the
+        /// tarball says. The rootfs is a directory on the host, so any local user could run a
+        /// setuid-root program from it and become root, or open a device node and read a disk.
+        /// Left out by default (the container gets its /dev from the runtime).
+        #[arg(long)]
+        keep_setuid_and_devices: bool,
     },
     /// Check whether this machine can run each step, and say what to do if not.
     Doctor,
@@ -49,13 +57,10 @@ enum Command {
         options: RunOptions,
     },
     /// Turn a step into its exercise: each marked region becomes a todo!() with a hint (the solution is kept in .exercise/).
-    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all", "book"]))]
+    #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all"]))]
     Exercise {
         #[command(flatten)]
         which: Which,
-        /// Only write the book's exercise listings, book/src/exercises/*.rs, from the steps' sources.
-        #[arg(long, conflicts_with_all = ["step", "all", "force"])]
-        book: bool,
     },
     /// Put a step's reference solution back, from .exercise/ (a student's edited file is kept, with --force).
     #[command(group = clap::ArgGroup::new("steps").required(true).args(["step", "all"]))]
@@ -105,10 +110,12 @@ struct RunOptions {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli) {
+    // Errors are written with `say_raw!`, which never panics: with stderr a
+    // closed pipe, the exit status stays 1 (not 101).
+    match xtask::check_workspace().and_then(|()| dispatch(cli)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
-            eprint!("{}", xtask::report(&err));
+            xtask::say_raw!("{}", xtask::report(&err));
             ExitCode::FAILURE
         }
     }
@@ -117,13 +124,15 @@ fn main() -> ExitCode {
 /// Runs the command; returns the exit code.
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Rootfs { dest, from_tar, force } => {
+        Command::Rootfs { dest, from_tar, force, keep_setuid_and_devices } => {
             let source = match from_tar {
                 Some(tarball) => Source::Tarball(from_workspace_root(&tarball)),
                 None => Source::Alpine,
             };
-            let prepared = xtask::prepare(&from_workspace_root(&dest), &source, force)?;
-            print!("{prepared}");
+            let options = xtask::rootfs::Options { force, keep_setuid_and_devices };
+            let prepared =
+                xtask::rootfs::prepare_with(&from_workspace_root(&dest), &source, &options)?;
+            xtask::show_raw!("{prepared}");
             Ok(0)
         }
         Command::Doctor => xtask::doctor::doctor(),
@@ -131,11 +140,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Demo { options } => {
             xtask::run::run(Step::Step04FullDemo, options.rootless, &options.args)
         }
-        Command::Exercise { book: true, .. } => {
-            println!("{}", Classroom::here().write_book()?);
-            Ok(0)
-        }
-        Command::Exercise { which, .. } => {
+        Command::Exercise { which } => {
             for_each_step(&which, |classroom, step| classroom.exercise(step, which.force))
         }
         Command::Solution { which } => {
@@ -152,9 +157,9 @@ fn for_each_step(which: &Which, what: impl Fn(&Classroom, Step) -> Result<String
     let mut code = 0;
     for step in which.steps() {
         match what(&classroom, step) {
-            Ok(done) => println!("{done}"),
+            Ok(done) => xtask::show!("{done}"),
             Err(err) => {
-                eprint!(
+                xtask::say_raw!(
                     "{}",
                     xtask::report(&err.context(format!("{} was left as it is", step.short())))
                 );
@@ -195,20 +200,38 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "run", "step9"]).is_err());
     }
 
+    /// Issue 8 §3: the commands the rootfs hints name exist, with the flags they name.
+    #[test]
+    fn the_rootfs_hints_name_commands_that_exist() {
+        let root = xtask::workspace_root();
+        for (dest, tarball, force) in [
+            (root.join("rootfs"), None, true),
+            (PathBuf::from("/tmp/elsewhere"), Some(root.join("my.tar")), true),
+            (root.join("r2"), Some(PathBuf::from("/tmp/x.tar.gz")), false),
+        ] {
+            let command = xtask::rootfs::rootfs_command(&dest, tarball.as_deref(), force);
+            let words: Vec<&str> = command.split_whitespace().collect();
+            assert_eq!(words[..2], ["cargo", "xtask"], "{command}");
+            let cli = Cli::try_parse_from(["xtask"].into_iter().chain(words[2..].iter().copied()))
+                .unwrap_or_else(|err| panic!("`{command}` does not parse: {err}"));
+            let Command::Rootfs { force: parsed_force, from_tar, .. } = cli.command else {
+                panic!("not rootfs: {command}")
+            };
+            assert_eq!((parsed_force, from_tar.is_some()), (force, tarball.is_some()), "{command}");
+        }
+    }
+
     #[test]
     fn exercise_and_solution_take_a_step_or_all() {
         let cli = Cli::try_parse_from(["xtask", "exercise", "step04", "--force"]).unwrap();
-        let Command::Exercise { which, book: false } = cli.command else { panic!("{cli:?}") };
+        let Command::Exercise { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!((which.steps(), which.force), (vec![Step::Step04FullDemo], true));
         let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
         let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!(which.steps(), Step::ALL);
-        assert!(Cli::try_parse_from(["xtask", "exercise", "--book"]).is_ok());
-        assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step, --all or --book");
+        assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step or --all");
         assert!(Cli::try_parse_from(["xtask", "solution"]).is_err(), "a step or --all");
-        assert!(Cli::try_parse_from(["xtask", "solution", "--book"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--all"]).is_err());
-        assert!(Cli::try_parse_from(["xtask", "exercise", "step04", "--book"]).is_err());
         let cli = Cli::try_parse_from(["xtask", "grade"]).unwrap();
         assert!(matches!(cli.command, Command::Grade { step: None }));
     }

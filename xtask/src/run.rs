@@ -34,9 +34,9 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
     if step.needs_rootfs() && (args.is_empty() || names_rootfs) {
         let rootfs = workspace_root().join("rootfs");
         if !crate::rootfs::is_ready(&rootfs) {
-            eprintln!("no rootfs at ./rootfs yet: making it (as `cargo xtask rootfs` does)");
+            crate::say!("no rootfs at ./rootfs yet: making it (as `cargo xtask rootfs` does)");
             let prepared = crate::prepare(&rootfs, &crate::Source::Alpine, false)?;
-            eprint!("{prepared}");
+            crate::say_raw!("{prepared}");
         }
         warn_about_leftover_mounts(&rootfs);
     }
@@ -57,11 +57,11 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
     if rootless {
         line += "    # in a new user namespace, as `unshare --user --map-root-user --mount` does";
     }
-    eprintln!("{line}");
+    crate::say!("{line}");
     let code = spawn_and_wait(cmd, rootless, step.name())?;
     if code == 101 {
         // What a panic exits with, and so a todo!() of exercise mode.
-        eprintln!(
+        crate::say!(
             "note: {} panicked (status 101). If it stopped at a todo!(), that part of the \
              exercise is not written yet: `cargo xtask grade {}` lists what is left",
             step.name(),
@@ -168,11 +168,11 @@ fn warn_about_leftover_mounts(rootfs: &std::path::Path) {
     if let (Ok(mounts), Ok(rootfs)) = (crate::mounts::current(), rootfs.canonicalize()) {
         let found = crate::mounts::mounted_at_or_under(&mounts, &rootfs);
         if !found.is_empty() {
-            eprintln!(
+            crate::say!(
                 "note: still mounted on the host, probably from step 01 (harmless here, but unmount it when done):"
             );
             for command in crate::mounts::umount_commands(&found) {
-                eprintln!("  {command}");
+                crate::say!("  {command}");
             }
         }
     }
