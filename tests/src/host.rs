@@ -170,7 +170,9 @@ pub fn mount_points_in_namespace_of(pid: i32) -> Result<Vec<String>, String> {
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(["--target", &pid.to_string()]);
     if *crate::require_privilege() == crate::Privilege::Rootless {
-        cmd.arg("--user");
+        // Keep our uid and groups: that user namespace denies setgroups(2),
+        // which nsenter would call to become its root.
+        cmd.args(["--user", "--preserve-credentials"]);
     }
     cmd.args(["--mount", "--pid", "cut", "-d", " ", "-f", "5", "/proc/self/mountinfo"]);
     let output = cmd.output().map_err(|err| format!("cannot run nsenter: {err}"))?;
