@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 
 /// A usage error exits with 125, as chroot(1) does (clap's own is 2); --help
 /// and --version print and exit with 0.
-fn usage(err: clap::Error) -> ExitCode {
+pub fn usage(err: clap::Error) -> ExitCode {
     let _ = err.print(); // a closed stderr must not change the status
     ExitCode::from(if err.use_stderr() { 125 } else { 0 })
 }

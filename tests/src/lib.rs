@@ -1,7 +1,8 @@
 //! The workshop's test harness, written once and shared by every test file.
 //!
-//! It builds the four step binaries (and, with `cc`, the article's program in
-//! C, see [`c_demo`]), prepares the Alpine rootfs once per run
+//! It builds the step binaries (and, with `cc`, the article's program in C,
+//! see [`c_demo`], and step05's escape probe, see [`escape`]), prepares the
+//! Alpine rootfs once per run
 //! (with the same code as `cargo xtask rootfs`), runs a step as a child
 //! process — as root, or as "root" inside a user namespace when the tests run
 //! without sudo — and checks after every run that the host is as it was: the
@@ -11,6 +12,7 @@
 //! what it should have done, and which section of the book explains it.
 
 pub mod c_demo;
+pub mod escape;
 pub mod host;
 pub mod privilege;
 pub mod rootfs;
@@ -25,70 +27,17 @@ pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, with_rootfs};
 pub use run::{Output, Runner, Running};
 pub use transcript::Transcript;
 
-/// The four steps of the workshop, in the article's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Step01Chroot,
-    Step02UnshareCli,
-    Step03PidNs,
-    Step04FullDemo,
-}
+/// The workshop's steps, from the table that `cargo xtask` uses too
+/// (xtask/src/steps.rs): their names, arguments, sources and chapters.
+pub use xtask::steps::Step;
 
-impl Step {
-    pub const ALL: [Step; 4] =
-        [Step::Step01Chroot, Step::Step02UnshareCli, Step::Step03PidNs, Step::Step04FullDemo];
-
-    /// The crate and binary name, e.g. `step04-full-demo`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Step01Chroot => "step01-chroot",
-            Step::Step02UnshareCli => "step02-unshare-cli",
-            Step::Step03PidNs => "step03-pid-ns",
-            Step::Step04FullDemo => "step04-full-demo",
-        }
-    }
-
-    /// The short name used in test names and messages, e.g. `step04`.
-    pub fn short(self) -> &'static str {
-        &self.name()[..6]
-    }
-
-    /// Where the book explains this step, for failure messages.
-    pub fn chapter(self) -> String {
-        format!("book chapter '{}' (book/src/{}.md)", self.short(), self.name())
-    }
-
-    /// The arguments that run `command` in `rootfs` the way the book runs this
-    /// step: steps 01 and 04 take ROOTFS then the command; step02 the
-    /// article's flags (`--root ROOTFS --mount-proc --pid --fork`, and
-    /// `/bin/sh` when no command is given, as the article types it); step03
-    /// runs on the host's files. An empty `command` leaves the step's default.
-    pub fn args_for(self, rootfs: &Path, command: &[&str]) -> Vec<String> {
-        let rootfs = rootfs.display().to_string();
-        let mut args: Vec<String> = match self {
-            Step::Step01Chroot | Step::Step04FullDemo => vec![rootfs],
-            Step::Step02UnshareCli => {
-                let mut flags: Vec<String> = ["--root", &rootfs, "--mount-proc", "--pid", "--fork"]
-                    .map(String::from)
-                    .to_vec();
-                if command.is_empty() {
-                    flags.push("/bin/sh".into());
-                }
-                flags
-            }
-            Step::Step03PidNs => Vec::new(),
-        };
-        args.extend(command.iter().map(|word| word.to_string()));
-        args
-    }
-
-    /// The step's binary, built by cargo from the step's own source before the
-    /// tests run (see the `[[bin]]` targets in tests/Cargo.toml).
-    pub fn binary(self) -> PathBuf {
-        let path = profile_dir().join(self.short());
-        assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
-        path
-    }
+/// The step's binary, built by cargo from the step's own source before the
+/// tests run (see the `[[bin]]` targets in tests/Cargo.toml), under its short
+/// name: `target/debug/step04`.
+pub fn binary(step: Step) -> PathBuf {
+    let path = profile_dir().join(step.short());
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
+    path
 }
 
 /// The workspace root (the directory with the top-level Cargo.toml), found

@@ -8,7 +8,8 @@
 //! content, no Rust listing is pasted, every link and image resolves, every
 //! man page named links to man7.org, one link text has one address, the
 //! sidebar numbers the steps' chapters as the steps, and each step chapter has
-//! one `## (N)` section per number in the step's code.
+//! one `## (N)` section per number in the step's code (its `main.rs`, and its
+//! kit modules).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -300,11 +301,13 @@ fn man_pages_link_to_man7() {
     assert!(problems.is_empty(), "man pages without their man7.org link:\n{}", problems.join("\n"));
 }
 
-/// The `(N)` numbers in a step's comments.
+/// The `(N)` numbers in the comments of a step's sources: its `main.rs`, and
+/// from step05 on the kit modules with its new ideas (`kit/src/dev.rs`...).
 fn numbers_in_code(step: Step) -> BTreeSet<u32> {
-    let source = read(&workspace().join(step.name()).join("src/main.rs"));
+    let sources: Vec<String> = step.sources().iter().map(|f| read(&workspace().join(f))).collect();
     let mut numbers = BTreeSet::new();
-    for line in source.lines().filter(|l| l.trim_start().starts_with("//")) {
+    let lines = sources.iter().flat_map(|source| source.lines());
+    for line in lines.filter(|l| l.trim_start().starts_with("//")) {
         for (at, _) in line.match_indices('(') {
             // `execvp(3)` names a man page section, not a step.
             let after_word =
@@ -335,9 +338,10 @@ fn each_numbered_comment_has_its_section() {
         let (code, book) = (numbers_in_code(step), numbered_sections(step));
         if code != book {
             problems.push(format!(
-                "{}: the code numbers its steps {code:?} but book/src/{}.md has `## (N)` \
+                "{}: the code ({}) numbers its parts {code:?} but book/src/{}.md has `## (N)` \
                  sections {book:?}",
                 step.short(),
+                step.sources().join(", "),
                 step.name()
             ));
         }

@@ -1,7 +1,8 @@
 //! Exercise mode: one marked source is both the solution and the exercise.
 //!
 //! Each step's lesson regions are marked with `// ANCHOR: exercise_<name> (N)
-//! <title>: <hint>` … `// ANCHOR_END: exercise_<name>`; `cargo xtask exercise`
+//! <title>: <hint>` … `// ANCHOR_END: exercise_<name>`, in its `main.rs` and,
+//! from step05 on, in the kit modules with its new ideas; `cargo xtask exercise`
 //! turns them into `todo!()`s. These tests check that every region is written
 //! (one failure line per region still `todo!()`), that every numbered part of
 //! a step is a region, and that each chapter shows its step's regions in
@@ -14,16 +15,29 @@ use workshop_tests::run::not_implemented;
 use workshop_tests::{Step, workspace};
 use xtask::exercise::{self, Region};
 
-fn source(step: Step) -> String {
-    let path = workspace().join(step.name()).join("src/main.rs");
+fn source(file: &str) -> String {
+    let path = workspace().join(file);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
+/// The exercise regions of a step, in the order of their numbers, each with
+/// the file it is in: its `main.rs`, and from step05 on the kit modules with
+/// its new ideas.
+fn regions_in_files(step: Step) -> Vec<(String, Region)> {
+    let mut all = Vec::new();
+    for file in step.sources() {
+        let regions = exercise::regions(&source(&file)).unwrap_or_else(|err| {
+            panic!("{file}: the exercise markers are broken: {err:#}");
+        });
+        all.extend(regions.into_iter().map(|region| (file.clone(), region)));
+    }
+    all.sort_by_key(|(_, region)| region.number);
+    all
+}
+
 fn regions(step: Step) -> Vec<Region> {
-    exercise::regions(&source(step)).unwrap_or_else(|err| {
-        panic!("{}/src/main.rs: the exercise markers are broken: {err:#}", step.name())
-    })
+    regions_in_files(step).into_iter().map(|(_, region)| region).collect()
 }
 
 /// Every region of the step is written: no `todo!()` is left. In exercise
@@ -33,6 +47,7 @@ fn regions(step: Step) -> Vec<Region> {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();
@@ -41,11 +56,11 @@ fn regions_are_written(#[case] step: Step) {
     }
     let numbers: Vec<String> = left.iter().map(|r| format!("({}) {}", r.number, r.title)).collect();
     let mut message = format!(
-        "{}: {} of the {} exercise regions of {}/src/main.rs still hold a todo!(): {}",
+        "{}: {} of the {} exercise regions of {} still hold a todo!(): {}",
         step.short(),
         left.len(),
         regions.len(),
-        step.name(),
+        step.sources().join(", "),
         numbers.join(", ")
     );
     for region in left {
@@ -82,12 +97,12 @@ fn every_numbered_part_is_an_exercise() {
         let sections = numbered_sections(step);
         if numbers != sections {
             problems.push(format!(
-                "{}: the exercise regions of {}/src/main.rs are numbered {numbers:?}, but its \
-                 chapter has the sections {sections:?}: each numbered part should be one region \
-                 (`// ANCHOR: exercise_<name> (N) <title>: <hint>` … `// ANCHOR_END: \
-                 exercise_<name>` around the lines a student writes)",
+                "{}: the exercise regions of {} are numbered {numbers:?}, but its chapter has \
+                 the sections {sections:?}: each numbered part should be one region (`// ANCHOR: \
+                 exercise_<name> (N) <title>: <hint>` … `// ANCHOR_END: exercise_<name>` around \
+                 the lines a student writes)",
                 step.short(),
-                step.name()
+                step.sources().join(", ")
             ));
         }
     }
@@ -102,17 +117,16 @@ fn sections_and_regions_have_the_same_names() {
     for step in Step::ALL {
         let path = workspace().join("book/src").join(format!("{}.md", step.name()));
         let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
-        for region in regions(step) {
+        for (file, region) in regions_in_files(step) {
             let heading = chapter.lines().find_map(|line| {
                 line.strip_prefix(&format!("## ({}) ", region.number)).map(str::trim)
             });
             if heading.map(str::to_lowercase) != Some(region.title.to_lowercase()) {
                 problems.push(format!(
                     "book/src/{}.md: section ({}) is called {heading:?}, but its exercise region \
-                     in {}/src/main.rs is called {:?}: use one name",
+                     in {file} is called {:?}: use one name",
                     step.name(),
                     region.number,
-                    step.name(),
                     region.title
                 ));
             }
@@ -130,7 +144,7 @@ fn each_chapter_shows_its_exercises() {
     for step in Step::ALL {
         let path = workspace().join("book/src").join(format!("{}.md", step.name()));
         let chapter = std::fs::read_to_string(&path).expect("the chapter exists");
-        for region in regions(step) {
+        for (file, region) in regions_in_files(step) {
             if region.book_anchors.is_empty() {
                 problems.push(format!(
                     "{}: region exercise_{} is inside no book anchor, so the book cannot show it",
@@ -139,13 +153,11 @@ fn each_chapter_shows_its_exercises() {
                 ));
                 continue;
             }
-            let include = |anchor: &String| {
-                format!("{{{{#exercise ../../{}/src/main.rs:{anchor}}}}}", step.name())
-            };
+            let include = |anchor: &String| format!("{{{{#exercise ../../{file}:{anchor}}}}}");
             let shown: Vec<&String> =
                 region.book_anchors.iter().filter(|a| chapter.contains(&include(a))).collect();
             for anchor in &shown {
-                if let Err(err) = exercise::listing(&source(step), anchor) {
+                if let Err(err) = exercise::listing(&source(&file), anchor) {
                     problems.push(format!(
                         "book/src/{}.md: {}: {err:#}",
                         step.name(),

@@ -5,7 +5,7 @@
 //! PID 1 ends, the kernel ends the rest of its PID namespace. When the runtime
 //! is killed, step04 takes its container along (PR_SET_PDEATHSIG), where step03
 //! leaves it running. And none of the runtime's open files leak into step04's
-//! container.
+//! container. step05, which reuses step04's runtime, keeps every one of these.
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
@@ -17,9 +17,16 @@ const VANISH_SECONDS: f64 = 3.0;
 /// How long step03's container must outlive its killed runtime to count as left behind.
 const OUTLIVE_SECONDS: f64 = 0.5;
 
-/// The step's source file, for failure messages.
+/// The step's source file, for failure messages. step05's runtime is
+/// step04's, called from the kit, with a child of its own.
 fn source(step: Step) -> String {
-    format!("{}/src/main.rs", step.name())
+    match step {
+        Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_container` and `container` \
+             call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
+             step04-full-demo/src/main.rs)"
+            .to_string(),
+        _ => format!("{}/src/main.rs", step.name()),
+    }
 }
 
 /// Where a step hands its command's end back to the host, for failure messages.
@@ -41,6 +48,10 @@ fn status_section(step: Step) -> &'static str {
             "`wait_for`, where the parent of (4) waits: Exited(code) becomes code, \
              Signaled(N) becomes 128+N"
         }
+        Step::Step05PivotRoot => {
+            "step04's `wait_for`, where the parent of `fork_container` waits: Exited(code) \
+             becomes code, Signaled(N) becomes 128+N"
+        }
     }
 }
 
@@ -60,6 +71,10 @@ fn pid1_section(step: Step) -> &'static str {
             "sections (1) `new_namespaces` (CLONE_NEWPID) and (4) `fork_container` (the child \
              is the namespace's PID 1)"
         }
+        Step::Step05PivotRoot => {
+            "step04's `new_namespaces` (CLONE_NEWPID), called first in `run`, and \
+             `fork_container` (the child is the namespace's PID 1)"
+        }
     }
 }
 
@@ -69,6 +84,7 @@ fn pid1_section(step: Step) -> &'static str {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -95,6 +111,7 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -136,6 +153,7 @@ fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
 /// no SIGTERM handler, lives through the host's SIGTERM, and dies of SIGKILL.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
     let mut running =
         Runner::in_container(step, &["/bin/sh", "-c", "echo ready; sleep 30"]).spawn();
@@ -161,7 +179,8 @@ fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
 /// output pipe (`>&- 2>&-`: a leftover sleep must not keep the harness waiting
 /// for the end of the output). Why not just `sleep SECONDS &`: busybox's sh
 /// gives a background job /dev/null as its stdin and fails without one ("can't
-/// open '/dev/null'"), and the container's /dev is empty (no step mounts one).
+/// open '/dev/null'"), and the container's /dev is empty up to step04 (step05
+/// is the first to mount one: tests/tests/dev.rs).
 /// It does so only for the first process of a background pipeline: so the
 /// sleep comes second, after `:`, whose complaint `2>&-` silences.
 fn in_background(seconds: &str) -> String {
@@ -188,6 +207,7 @@ fn processes_with_word(word: &str) -> Vec<i32> {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn pid1_exit_empties_the_namespace(#[case] step: Step) {
     let seconds = unique_seconds(step);
     let script = format!("{}; echo \"started $!\"", in_background(&seconds));
@@ -237,6 +257,7 @@ fn pid1_exit_empties_the_namespace(#[case] step: Step) {
 #[rstest]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn killing_the_runtime_kills_the_container(#[case] step: Step) {
     let script = format!("{}; echo ready; sleep 30", in_background("30"));
     let mut running = Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn();
@@ -408,7 +429,7 @@ fn exit_from_an_interactive_dash_as_pid1(#[case] step: Option<Step>) {
         return;
     }
     let runtime = match step {
-        Some(step) => step.binary().display().to_string(),
+        Some(step) => workshop_tests::binary(step).display().to_string(),
         None => format!("{} --pid --fork --mount-proc", host::util_linux_unshare()),
     };
     let run = |command: &str| {
@@ -477,7 +498,7 @@ fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtim
         "echo container is \"up\"; {}; sleep 0.3; read line; echo \"read\" \"status $? line $line\"",
         wait_for(&go)
     );
-    let typed = format!("{} /bin/sh -c '{container}'", step.binary().display());
+    let typed = format!("{} /bin/sh -c '{container}'", workshop_tests::binary(step).display());
     // What is typed at the terminal: the command, then a line, then `exit`.
     let feeder = format!(
         "{{ printf '%s\\n' \"$TYPED\"; {}; printf 'hello\\n'; {}; printf 'exit\\n'; }} | \
@@ -490,7 +511,8 @@ fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtim
     running.wait_for_line("container is up");
     if kill_the_runtime {
         let runtime = host::process_tree(running.pid()).into_iter().find(|&pid| {
-            host::cmdline(pid).is_some_and(|c| c.starts_with(&step.binary().display().to_string()))
+            host::cmdline(pid)
+                .is_some_and(|c| c.starts_with(&workshop_tests::binary(step).display().to_string()))
                 && host::ns_pids(pid).len() == 1 // the runtime, in the host's PID namespace
         });
         let Some(runtime) = runtime else {
@@ -537,6 +559,7 @@ fn the_runtime_waits_so_the_container_keeps_the_terminal(#[case] kill_the_runtim
 /// container started from a terminal (util-linux's `script`) and from a pipe.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn interactive_pid1_catches_sigint(#[case] step: Step) {
     let caught = |output: &Output| {
         let mask = output.stdout.lines().find_map(|l| l.split("SigCgt:").nth(1))?;
@@ -545,7 +568,7 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
     };
     let probe = "grep SigCgt /proc/1/status\nexit\n";
     let command = step.args_for(workshop_tests::alpine_rootfs(), &[]);
-    let in_terminal = format!("{} {}", step.binary().display(), command.join(" "));
+    let in_terminal = format!("{} {}", workshop_tests::binary(step).display(), command.join(" "));
     let terminal =
         Runner::program("script", ["-qec", in_terminal.as_str(), "/dev/null"]).stdin(probe).run();
     let piped = Runner::in_container(step, &[]).stdin(probe).run();
@@ -561,9 +584,10 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
 }
 
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
-/// step04's container: the runtime is started with /dev/null on descriptor 9.
+/// step04's and step05's container: the runtime is started with /dev/null on descriptor 9.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
     const FD: i32 = 9;
     let script = "ls /proc/1/fd; echo ready; sleep 30";

@@ -23,6 +23,7 @@ fn private_remount_section(step: Step) -> (&'static str, &'static str) {
         Step::Step02UnshareCli => ("(4)", "`set_propagation` (private is --propagation's default)"),
         Step::Step03PidNs | Step::Step04FullDemo => ("(2)", "`make_mounts_private`"),
         Step::Step01Chroot => unreachable!("step01 makes no mount namespace"),
+        Step::Step05PivotRoot => unreachable!("step05 calls step04's, which a student cannot skip"),
     }
 }
 
@@ -44,7 +45,7 @@ fn private_remount_keeps_proc_inside(#[case] step: Step) {
          before=$(count)\n\
          {} {} || exit 1\n\
          if [ \"$(count)\" = \"$before\" ]; then echo 'kept inside'; else echo leaked; fi\n",
-        step.binary().display(),
+        workshop_tests::binary(step).display(),
         args.join(" ")
     );
     let output = Runner::program("/bin/sh", ["-c", &script]).in_shared_mount_namespace().run();

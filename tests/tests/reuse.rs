@@ -34,6 +34,8 @@ fn step04_functions_are_there_for_later_steps() {
     let _: fn(Pid) -> anyhow::Result<ExitCode> = article::wait_for;
     let _: fn(i32, &[&[u8]]) -> ! = article::die;
     let _: fn() -> &'static CStr = article::program_name;
+    let _: fn(clap::Error) -> ExitCode = article::usage;
+    let _: fn(&'static str) = article::report;
 }
 
 /// Compiled into another program, step04's code names that program in its

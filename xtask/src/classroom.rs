@@ -1,13 +1,16 @@
 //! `cargo xtask exercise` and `cargo xtask solution`: hand a step out as an
 //! exercise, and take the solution back, without ever losing a student's work.
 //!
-//! While a step is an exercise, its solution waits in `.exercise/` at the
-//! workspace root, which git ignores:
+//! A step's regions are in its `src/main.rs` and, from step05 on, in the kit
+//! modules with its new ideas (`kit/src/dev.rs`...): each of those files is
+//! handed out and taken back on its own. While it is an exercise, its solution
+//! waits in `.exercise/` at the workspace root, which git ignores, under the
+//! file's key (`step04-full-demo` for a step's main.rs, `kit-dev` for a kit module):
 //!
-//! - `.exercise/solutions/<crate>.rs`: the step's source as it was, byte for byte;
-//! - `.exercise/handed-out/<crate>.rs`: the exercise exactly as it was written,
+//! - `.exercise/solutions/<key>.rs`: the file as it was, byte for byte;
+//! - `.exercise/handed-out/<key>.rs`: the exercise exactly as it was written,
 //!   to tell whether the student has worked on it since;
-//! - `.exercise/student/<crate>-<UTC time>.rs`: a student's copy, kept whenever
+//! - `.exercise/student/<key>-<UTC time>.rs`: a student's copy, kept whenever
 //!   `--force` replaces a file that had work in it.
 //!
 //! `solution` puts the saved solution back and then forgets it (the working
@@ -37,23 +40,43 @@ impl Classroom {
         Classroom::new(crate::workspace_root())
     }
 
-    /// `step04-full-demo/src/main.rs`, under the root.
-    pub fn source(&self, step: Step) -> PathBuf {
-        self.root.join(step.crate_name()).join("src/main.rs")
+    /// The files of `step` with exercise regions, from the workspace root:
+    /// those of [`Step::sources`] with markers in them.
+    pub fn sources(&self, step: Step) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        for file in step.sources() {
+            let text = read(&self.root.join(&file))?;
+            if !exercise::regions(&text).with_context(|| format!("in {file}"))?.is_empty() {
+                files.push(file);
+            }
+        }
+        if files.is_empty() {
+            bail!("{} has no exercise regions in {}", step.short(), step.sources().join(", "));
+        }
+        Ok(files)
     }
 
-    fn state(&self, kind: &str, step: Step) -> PathBuf {
-        self.root.join(".exercise").join(kind).join(format!("{}.rs", step.crate_name()))
+    /// The name the state of `file` is kept under: `step04-full-demo` for
+    /// `step04-full-demo/src/main.rs`, `kit-dev` for `kit/src/dev.rs`.
+    fn key(file: &str) -> String {
+        match file.strip_suffix("/src/main.rs") {
+            Some(crate_name) => crate_name.to_string(),
+            None => file.trim_end_matches(".rs").replace("/src/", "-").replace('/', "-"),
+        }
     }
 
-    /// Where the solution waits while the step is an exercise.
-    pub fn saved_solution(&self, step: Step) -> PathBuf {
-        self.state("solutions", step)
+    fn state(&self, kind: &str, file: &str) -> PathBuf {
+        self.root.join(".exercise").join(kind).join(format!("{}.rs", Self::key(file)))
     }
 
-    /// The exercise as it was handed out.
-    pub fn handed_out(&self, step: Step) -> PathBuf {
-        self.state("handed-out", step)
+    /// Where the solution of `file` waits while it is an exercise.
+    pub fn saved_solution(&self, file: &str) -> PathBuf {
+        self.state("solutions", file)
+    }
+
+    /// The exercise of `file` as it was handed out.
+    pub fn handed_out(&self, file: &str) -> PathBuf {
+        self.state("handed-out", file)
     }
 
     /// `path` as typed from the workspace root.
@@ -61,20 +84,27 @@ impl Classroom {
         path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 
-    /// Turns `step` into its exercise. A no-op on an exercise; refuses a file
-    /// with a student's work in it unless `force`, which keeps a copy first.
+    /// Turns `step` into its exercise, file by file. A no-op on an exercise;
+    /// refuses a file with a student's work in it unless `force`, which keeps
+    /// a copy first.
     pub fn exercise(&self, step: Step, force: bool) -> Result<String> {
-        let (name, path) = (step.name(), self.source(step));
+        let done: Result<Vec<String>> =
+            self.sources(step)?.iter().map(|file| self.exercise_file(step, file, force)).collect();
+        Ok(done?.join("\n"))
+    }
+
+    fn exercise_file(&self, step: Step, file: &str, force: bool) -> Result<String> {
+        let (name, path) = (step.short(), self.root.join(file));
         let shown = self.show(&path);
         let current = read(&path)?;
-        let saved = read_if_exists(&self.saved_solution(step))?;
+        let saved = read_if_exists(&self.saved_solution(file))?;
         let exercise_now = exercise::to_exercise(&current)
             .with_context(|| format!("cannot make an exercise of {shown}"))?;
         if exercise_now == current {
             let note = if saved.is_none() {
                 format!(
                     "\n  (no solution is saved in {}: see `cargo xtask solution {name}`)",
-                    self.show(&self.saved_solution(step))
+                    self.show(&self.saved_solution(file))
                 )
             } else {
                 String::new()
@@ -90,7 +120,7 @@ impl Classroom {
                     Some(_) => format!(
                         "{shown} is neither a fresh exercise nor the solution saved in {} (a \
                          student's work?)",
-                        self.show(&self.saved_solution(step))
+                        self.show(&self.saved_solution(file))
                     ),
                     None => format!(
                         "{shown} is an exercise in progress ({} of its regions still todo!())",
@@ -105,23 +135,23 @@ impl Classroom {
                     if saved.is_some() {
                         message += &format!(
                             "\nhint: if {shown} is a new solution to hand out, delete {} first",
-                            self.show(&self.saved_solution(step))
+                            self.show(&self.saved_solution(file))
                         );
                     }
                     bail!(message);
                 }
-                let kept = self.keep_student_copy(step, &current)?;
+                let kept = self.keep_student_copy(file, &current)?;
                 (saved.unwrap_or_else(|| current.clone()), Some(kept))
             }
         };
         let exercise = exercise::to_exercise(&solution)?;
-        if solution != current || !self.saved_solution(step).exists() {
+        if solution != current || !self.saved_solution(file).exists() {
             // Only a real solution is saved: never a student's unfinished file.
             if exercise::unwritten(&solution)?.is_empty() {
-                write(&self.saved_solution(step), &solution)?;
+                write(&self.saved_solution(file), &solution)?;
             }
         }
-        write(&self.handed_out(step), &exercise)?;
+        write(&self.handed_out(file), &exercise)?;
         write(&path, &exercise)?;
         let regions = exercise::regions(&exercise)?;
         let mut out = String::new();
@@ -133,22 +163,29 @@ impl Classroom {
             regions.len(),
             list(&regions)
         );
-        if self.saved_solution(step).exists() {
+        if self.saved_solution(file).exists() {
             out += &format!(
                 "\n  the solution is in {} (git ignores .exercise/); `cargo xtask solution {name}` puts it back",
-                self.show(&self.saved_solution(step))
+                self.show(&self.saved_solution(file))
             );
         }
         Ok(out)
     }
 
-    /// Puts the saved solution of `step` back. Refuses when the file has
-    /// changed since it was handed out unless `force`, which keeps a copy first.
+    /// Puts the saved solution of `step` back, file by file. Refuses when a
+    /// file has changed since it was handed out unless `force`, which keeps a
+    /// copy first.
     pub fn solution(&self, step: Step, force: bool) -> Result<String> {
-        let (name, path) = (step.name(), self.source(step));
+        let done: Result<Vec<String>> =
+            self.sources(step)?.iter().map(|file| self.solution_file(step, file, force)).collect();
+        Ok(done?.join("\n"))
+    }
+
+    fn solution_file(&self, step: Step, file: &str, force: bool) -> Result<String> {
+        let (name, path) = (step.short(), self.root.join(file));
         let shown = self.show(&path);
         let current = read(&path)?;
-        let saved_path = self.saved_solution(step);
+        let saved_path = self.saved_solution(file);
         let Some(solution) = read_if_exists(&saved_path)? else {
             let unwritten = exercise::unwritten(&current)
                 .with_context(|| format!("cannot read the exercise regions of {shown}"))?;
@@ -162,14 +199,14 @@ impl Classroom {
                  as an exercise ({} of {name}'s regions are still todo!())\n{}",
                 self.show(&saved_path),
                 unwritten.len(),
-                self.where_to_find_the_solution(step)
+                self.where_to_find_the_solution(file)
             );
         };
         if current == solution {
-            self.forget(step)?;
+            self.forget(file)?;
             return Ok(format!("{name}: {shown} is already the solution: nothing to do"));
         }
-        let handed_out = read_if_exists(&self.handed_out(step))?;
+        let handed_out = read_if_exists(&self.handed_out(file))?;
         let mut out = String::new();
         if handed_out.as_deref() != Some(current.as_str()) {
             if !force {
@@ -179,32 +216,33 @@ impl Classroom {
                      hint: `cargo xtask solution {name} --force` keeps a copy of it in .exercise/student/ first"
                 );
             }
-            let kept = self.keep_student_copy(step, &current)?;
+            let kept = self.keep_student_copy(file, &current)?;
             out += &format!("{name}: kept the file as it was in {}\n", self.show(&kept));
         }
         write(&path, &solution)?;
-        self.forget(step)?;
+        self.forget(file)?;
         out += &format!("{name}: {shown} is the solution again");
         Ok(out)
     }
 
-    /// Saves a student's file in `.exercise/student/<crate>-<UTC time>.rs`.
-    fn keep_student_copy(&self, step: Step, text: &str) -> Result<PathBuf> {
+    /// Saves a student's file in `.exercise/student/<key>-<UTC time>.rs`.
+    fn keep_student_copy(&self, file: &str, text: &str) -> Result<PathBuf> {
         let dir = self.root.join(".exercise/student");
         let stamp = utc_stamp(std::time::SystemTime::now());
-        let mut path = dir.join(format!("{}-{stamp}.rs", step.crate_name()));
+        let key = Self::key(file);
+        let mut path = dir.join(format!("{key}-{stamp}.rs"));
         let mut n = 1;
         while path.exists() {
             n += 1;
-            path = dir.join(format!("{}-{stamp}-{n}.rs", step.crate_name()));
+            path = dir.join(format!("{key}-{stamp}-{n}.rs"));
         }
         write(&path, text)?;
         Ok(path)
     }
 
-    /// Forgets the saved solution and exercise of `step` (the source holds the solution).
-    fn forget(&self, step: Step) -> Result<()> {
-        for path in [self.saved_solution(step), self.handed_out(step)] {
+    /// Forgets the saved solution and exercise of `file` (it holds the solution).
+    fn forget(&self, file: &str) -> Result<()> {
+        for path in [self.saved_solution(file), self.handed_out(file)] {
             match std::fs::remove_file(&path) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                     return Err(err).with_context(|| format!("cannot remove {}", path.display()));
@@ -219,11 +257,11 @@ impl Classroom {
         Ok(())
     }
 
-    /// Hints at where the solution of `step` is: the teacher, or the latest
-    /// commit whose source has no `todo!()` left, if git knows one.
-    fn where_to_find_the_solution(&self, step: Step) -> String {
-        let relative = format!("{}/src/main.rs", step.crate_name());
-        let commit = self.solution_commit(&relative);
+    /// Hints at where the solution of `file` is: the teacher, or the latest
+    /// commit where it has no `todo!()` left, if git knows one.
+    fn where_to_find_the_solution(&self, file: &str) -> String {
+        let relative = file;
+        let commit = self.solution_commit(relative);
         let how = match commit {
             Some((hash, subject)) => format!(
                 "hint: or take it from git, from commit {} (\"{subject}\"): `git checkout {} -- {relative}`",
@@ -310,7 +348,7 @@ mod tests {
 
     const SOLUTION: &str = "//! A step.\n\nfn f() -> u8 {\n    // ANCHOR: exercise_f (1) fork: fork(2)\n    1\n    // ANCHOR_END: exercise_f\n}\n";
 
-    /// A workspace with every step's source set to `SOLUTION`.
+    /// A workspace with every step's main.rs set to `SOLUTION`.
     fn workspace() -> (tempfile::TempDir, Classroom) {
         let dir = tempfile::tempdir().unwrap();
         let classroom = Classroom::new(dir.path());
@@ -318,6 +356,17 @@ mod tests {
             write(&classroom.source(step), SOLUTION).unwrap();
         }
         (dir, classroom)
+    }
+
+    impl Classroom {
+        /// The step's main.rs.
+        fn source(&self, step: Step) -> PathBuf {
+            self.root.join(main_rs(step))
+        }
+    }
+
+    fn main_rs(step: Step) -> String {
+        format!("{}/src/main.rs", step.name())
     }
 
     fn student_copies(classroom: &Classroom) -> Vec<String> {
@@ -332,13 +381,13 @@ mod tests {
     #[test]
     fn exercise_then_solution_is_byte_identical() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step04;
+        let step = Step::Step04FullDemo;
         let out = classroom.exercise(step, false).unwrap();
         assert!(out.contains("is an exercise now: 1 regions to write, (1) fork"), "{out}");
         let exercise = read(&classroom.source(step)).unwrap();
         assert!(exercise::is_exercise(&exercise));
-        assert_eq!(read(&classroom.saved_solution(step)).unwrap(), SOLUTION);
-        assert_eq!(read(&classroom.handed_out(step)).unwrap(), exercise);
+        assert_eq!(read(&classroom.saved_solution(&main_rs(step))).unwrap(), SOLUTION);
+        assert_eq!(read(&classroom.handed_out(&main_rs(step))).unwrap(), exercise);
         // A second time: nothing to do.
         let out = classroom.exercise(step, false).unwrap();
         assert!(out.contains("already an exercise"), "{out}");
@@ -347,8 +396,8 @@ mod tests {
         let out = classroom.solution(step, false).unwrap();
         assert!(out.contains("is the solution again"), "{out}");
         assert_eq!(read(&classroom.source(step)).unwrap(), SOLUTION);
-        assert!(!classroom.saved_solution(step).exists());
-        assert!(!classroom.handed_out(step).exists());
+        assert!(!classroom.saved_solution(&main_rs(step)).exists());
+        assert!(!classroom.handed_out(&main_rs(step)).exists());
         let out = classroom.solution(step, false).unwrap();
         assert!(out.contains("nothing to do"), "{out}");
         assert!(student_copies(&classroom).is_empty());
@@ -357,7 +406,7 @@ mod tests {
     #[test]
     fn a_student_s_work_is_never_lost() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step01;
+        let step = Step::Step01Chroot;
         classroom.exercise(step, false).unwrap();
         let exercise = read(&classroom.source(step)).unwrap();
         let work = exercise.replace("todo!(", "my_attempt(");
@@ -394,13 +443,13 @@ mod tests {
         assert!(exercise::is_exercise(&read(&classroom.source(step)).unwrap()));
         assert_eq!(student_copies(&classroom).len(), 2);
         // The saved solution is still the real one.
-        assert_eq!(read(&classroom.saved_solution(step)).unwrap(), SOLUTION);
+        assert_eq!(read(&classroom.saved_solution(&main_rs(step))).unwrap(), SOLUTION);
     }
 
     #[test]
     fn without_a_saved_solution_solution_says_where_to_get_it() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step02;
+        let step = Step::Step02UnshareCli;
         let exercise = exercise::to_exercise(SOLUTION).unwrap();
         write(&classroom.source(step), &exercise).unwrap(); // as in a student's clone
         let err = crate::report(&classroom.solution(step, false).unwrap_err());
@@ -416,7 +465,43 @@ mod tests {
         let partial = partial.replace("todo!(", "todo!(/*soon*/ ");
         write(&classroom.source(step), &partial).unwrap();
         let _ = classroom.exercise(step, true);
-        assert!(!classroom.saved_solution(step).exists());
+        assert!(!classroom.saved_solution(&main_rs(step)).exists());
+    }
+
+    /// From step05 on, the regions are in kit modules: each is handed out and
+    /// taken back on its own, and a main.rs without regions is left alone.
+    #[test]
+    fn a_step_s_kit_modules_are_exercises_too() {
+        let (_dir, classroom) = workspace();
+        let step = Step::Step05PivotRoot;
+        let main = "//! A step that calls the kit.\n\nfn main() {}\n";
+        write(&classroom.source(step), main).unwrap();
+        let modules = ["kit/src/pivot_root.rs", "kit/src/dev.rs"];
+        let solutions = modules.map(|m| SOLUTION.replace("A step.", &format!("The module {m}.")));
+        for (module, solution) in modules.iter().zip(&solutions) {
+            write(&classroom.root.join(module), solution).unwrap();
+        }
+        assert_eq!(classroom.sources(step).unwrap(), modules);
+        let out = classroom.exercise(step, false).unwrap();
+        assert!(out.contains("step05: kit/src/pivot_root.rs is an exercise now"), "{out}");
+        assert!(out.contains("step05: kit/src/dev.rs is an exercise now"), "{out}");
+        assert_eq!(read(&classroom.source(step)).unwrap(), main);
+        for (module, solution) in modules.iter().zip(&solutions) {
+            assert!(exercise::is_exercise(&read(&classroom.root.join(module)).unwrap()));
+            assert_eq!(&read(&classroom.saved_solution(module)).unwrap(), solution);
+        }
+        assert!(classroom.saved_solution("kit/src/dev.rs").ends_with("solutions/kit-dev.rs"));
+        let out = classroom.solution(step, false).unwrap();
+        assert!(out.contains("kit/src/dev.rs is the solution again"), "{out}");
+        for (module, solution) in modules.iter().zip(&solutions) {
+            assert_eq!(&read(&classroom.root.join(module)).unwrap(), solution);
+        }
+        assert!(!classroom.root.join(".exercise").exists());
+        // A step without any region is an error, not a silent no-op.
+        write(&classroom.root.join(modules[1]), main).unwrap();
+        write(&classroom.root.join(modules[0]), main).unwrap();
+        let err = crate::report(&classroom.exercise(step, false).unwrap_err());
+        assert!(err.contains("step05 has no exercise regions"), "{err}");
     }
 
     #[test]

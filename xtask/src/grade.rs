@@ -30,7 +30,7 @@ pub struct Outcome {
 impl Outcome {
     /// The step whose name the test carries (`step04` in it).
     pub fn step(&self) -> Option<Step> {
-        Step::ALL.into_iter().find(|step| self.name.contains(step.name()))
+        Step::ALL.into_iter().find(|step| self.name.contains(step.short()))
     }
 
     /// The command that runs this test alone.
@@ -176,7 +176,7 @@ pub fn report(step: Option<Step>, outcomes: &[&Outcome]) -> String {
     let passed = outcomes.iter().filter(|o| o.passed).count();
     let failed: Vec<&Outcome> = outcomes.iter().copied().filter(|o| !o.passed).collect();
     let title = match step {
-        Some(step) => format!("{} ({})", step.name(), step.crate_name()),
+        Some(step) => format!("{} ({})", step.short(), step.name()),
         None => "other checks".to_string(),
     };
     let mut out = if failed.is_empty() {
@@ -228,7 +228,7 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["test", "--no-fail-fast", "-p", "workshop-tests"];
     if let Some(step) = step {
-        args.push(step.name());
+        args.push(step.short());
     }
     crate::say!("+ cargo {}", args.join(" "));
     args.extend(["--", "--color", "never"]);
@@ -381,7 +381,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
                 ),
             ]
         );
-        assert!(outcomes.iter().all(|o| o.step() == Some(Step::Step04)));
+        assert!(outcomes.iter().all(|o| o.step() == Some(Step::Step04FullDemo)));
         assert_eq!(
             outcomes[0].summary(),
             [
@@ -403,7 +403,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
     fn the_report_says_each_failure_once() {
         let outcomes = parse(OUTPUT);
         let all: Vec<&Outcome> = outcomes.iter().collect();
-        let report = report(Some(Step::Step04), &all);
+        let report = report(Some(Step::Step04FullDemo), &all);
         assert_eq!(
             report,
             "✗ step04 (step04-full-demo): 1 passed, 3 failed\n\
@@ -418,7 +418,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
     }
 
     fn report_for_passed(outcomes: &[&Outcome]) -> String {
-        report(Some(Step::Step04), outcomes)
+        report(Some(Step::Step04FullDemo), outcomes)
     }
 
     /// The step's own `hint:` line is not the grader's: it is shown under a
@@ -440,7 +440,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
             outcome.summary(),
             ["step04: EPERM alone does not tell a learner what to do; see the book."]
         );
-        let report = report(Some(Step::Step04), &[&outcome]);
+        let report = report(Some(Step::Step04FullDemo), &[&outcome]);
         assert!(
             report.contains(
                 "      what `step04-full-demo rootfs` itself printed:\n\

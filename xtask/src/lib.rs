@@ -35,6 +35,7 @@ pub mod mounts;
 pub mod rootfs;
 pub mod rootless;
 pub mod run;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 

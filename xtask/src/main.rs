@@ -139,7 +139,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Doctor => xtask::doctor::doctor(),
         Command::Run { step, options } => xtask::run::run(step, options.rootless, &options.args),
-        Command::Demo { options } => xtask::run::run(Step::Step04, options.rootless, &options.args),
+        Command::Demo { options } => {
+            xtask::run::run(Step::Step04FullDemo, options.rootless, &options.args)
+        }
         Command::Exercise { which } => {
             for_each_step(&which, |classroom, step| classroom.exercise(step, which.force))
         }
@@ -162,7 +164,7 @@ fn for_each_step(which: &Which, what: impl Fn(&Classroom, Step) -> Result<String
             Err(err) => {
                 xtask::say_raw!(
                     "{}",
-                    xtask::report(&err.context(format!("{} was left as it is", step.name())))
+                    xtask::report(&err.context(format!("{} was left as it is", step.short())))
                 );
                 code = 1;
             }
@@ -195,7 +197,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Run { step, options } = cli.command else { panic!("not run: {cli:?}") };
-        assert_eq!(step, Step::Step02);
+        assert_eq!(step, Step::Step02UnshareCli);
         assert!(options.rootless);
         assert_eq!(options.args, ["--root", "rootfs", "/bin/sh"]);
         assert!(Cli::try_parse_from(["xtask", "run", "step9"]).is_err());
@@ -226,7 +228,7 @@ mod tests {
     fn exercise_and_solution_take_a_step_or_all() {
         let cli = Cli::try_parse_from(["xtask", "exercise", "step04", "--force"]).unwrap();
         let Command::Exercise { which } = cli.command else { panic!("{cli:?}") };
-        assert_eq!((which.steps(), which.force), (vec![Step::Step04], true));
+        assert_eq!((which.steps(), which.force), (vec![Step::Step04FullDemo], true));
         let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
         let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!(which.steps(), Step::ALL);
