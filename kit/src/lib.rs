@@ -8,6 +8,10 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`init`] (step06): the container's PID 1 is an init of ours, which
+//!   reaps zombies, forwards signals and dies with the runtime.
+//! - [`enter`] (step06): run a second command in a running container, as
+//!   `docker exec` does.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -15,3 +19,6 @@
 #[allow(dead_code)]
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
+
+pub mod enter;
+pub mod init;
