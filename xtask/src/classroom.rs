@@ -21,6 +21,22 @@ use anyhow::{Context, Result, bail};
 use crate::exercise::{self, Region};
 use crate::run::Step;
 
+/// Exercise mode works on a step's `main.rs`; a step whose new ideas are in
+/// the kit's modules cannot be handed out this way yet.
+fn kit_modules_not_yet(step: Step) -> Result<()> {
+    let modules = step.kit_modules();
+    if !modules.is_empty() {
+        let files: Vec<String> = modules.iter().map(|m| format!("kit/src/{m}.rs")).collect();
+        bail!(
+            "{}'s exercise regions are in {}: exercise mode for the kit's modules is not \
+             written yet",
+            step.name(),
+            files.join(" and ")
+        );
+    }
+    Ok(())
+}
+
 /// The exercise state of one workspace.
 pub struct Classroom {
     root: PathBuf,
@@ -69,6 +85,7 @@ impl Classroom {
     /// Turns `step` into its exercise. A no-op on an exercise; refuses a file
     /// with a student's work in it unless `force`, which keeps a copy first.
     pub fn exercise(&self, step: Step, force: bool) -> Result<String> {
+        kit_modules_not_yet(step)?;
         let (name, path) = (step.name(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
@@ -150,6 +167,7 @@ impl Classroom {
     /// Puts the saved solution of `step` back. Refuses when the file has
     /// changed since it was handed out unless `force`, which keeps a copy first.
     pub fn solution(&self, step: Step, force: bool) -> Result<String> {
+        kit_modules_not_yet(step)?;
         let (name, path) = (step.name(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
@@ -198,7 +216,7 @@ impl Classroom {
     /// the exercise is the same).
     pub fn write_book(&self) -> Result<String> {
         let mut out = Vec::new();
-        for step in Step::ALL {
+        for step in Step::ALL.into_iter().filter(|step| step.kit_modules().is_empty()) {
             let source = match read_if_exists(&self.saved_solution(step))? {
                 Some(solution) => solution,
                 None => read(&self.source(step))?,

@@ -669,7 +669,7 @@ mod tests {
         let facts = healthy();
         assert!(checks(&facts).iter().all(|l| l.mark != Mark::Fail), "{:?}", checks(&facts));
         let steps = steps(&facts);
-        assert_eq!(steps.len(), 4);
+        assert_eq!(steps.len(), Step::ALL.len());
         assert!(steps.iter().all(|l| l.mark == Mark::Ok));
         assert_eq!(
             steps[3].text,

@@ -27,11 +27,15 @@ pub enum Step {
     /// the article's full container demo
     #[value(name = "step04", alias = "step04-full-demo")]
     Step04,
+    /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
+    #[value(name = "step06", alias = "step06-init")]
+    Step06,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 4] = [Step::Step01, Step::Step02, Step::Step03, Step::Step04];
+    pub const ALL: [Step; 5] =
+        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step06];
 
     /// The step's crate (and binary) name.
     pub fn crate_name(self) -> &'static str {
@@ -40,6 +44,16 @@ impl Step {
             Step::Step02 => "step02-unshare-cli",
             Step::Step03 => "step03-pid-ns",
             Step::Step04 => "step04-full-demo",
+            Step::Step06 => "step06-init",
+        }
+    }
+
+    /// The kit's modules (`kit/src/<module>.rs`) that hold this step's
+    /// exercise regions, besides its `main.rs`.
+    pub fn kit_modules(self) -> &'static [&'static str] {
+        match self {
+            Step::Step06 => &["init", "enter"],
+            _ => &[],
         }
     }
 
@@ -52,7 +66,7 @@ impl Step {
     pub fn article_args(self) -> &'static [&'static str] {
         match self {
             Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
-            Step::Step01 | Step::Step03 | Step::Step04 => &[],
+            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step06 => &[],
         }
     }
 
@@ -239,6 +253,7 @@ mod tests {
             assert_eq!(Step::from_str(step.crate_name(), false), Ok(step));
         }
         assert!(Step::from_str("step05", false).is_err());
+        assert_eq!(Step::from_str("step06-init", false), Ok(Step::Step06));
     }
 
     #[test]
