@@ -467,9 +467,10 @@ fn enter_a_running_container(#[case] step: Step) {
         "{}: `ps` in the shell entered with `enter {init}` should list the container's PID 1 \
          (the init, `step06-init`), its command (`/bin/sleep 1000`) as PID 2, then the entered \
          `/bin/sh` and `ps` itself as PIDs 3 and 4: processes born in the container's PID \
-         namespace. It listed {rows:?}. A `ps` missing from its own list ran in the host's PID \
-         namespace: setns(CLONE_NEWPID) only decides where the *children* of the caller are \
-         born, so `enter` must fork after it. See (6) `join` and (7) `fork_in` in {ENTER}, and \
+         namespace. It listed {rows:?}. An entered shell missing from the list is still in the \
+         host's PID namespace (its children, `ps` among them, are born in the container's): \
+         setns(CLONE_NEWPID) only decides where the *children* of the caller are born, so \
+         `enter` must fork after it, and the command be its child. See (6) `join` and (7) `fork_in` in {ENTER}, and \
          {}.\n{output}",
         step.short(),
         step.chapter()
