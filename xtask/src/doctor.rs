@@ -200,7 +200,7 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
     Step::ALL
         .iter()
         .map(|&step| {
-            let name = step.name();
+            let name = step.short();
             let commands = facts.commands_for(name);
             if commands.is_empty() {
                 return Line::new(Mark::Fail, format!("{name} cannot run here: it needs root"))

@@ -89,7 +89,9 @@ impl Which {
         match self.step {
             Some(step) => vec![step],
             // The steps whose exercises are in their main.rs (not yet the kit's modules).
-            None => Step::ALL.into_iter().filter(|step| step.kit_modules().is_empty()).collect(),
+            None => {
+                Step::ALL.into_iter().filter(|step| step.info().kit_modules.is_empty()).collect()
+            }
         }
     }
 }
@@ -129,7 +131,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Doctor => xtask::doctor::doctor(),
         Command::Run { step, options } => xtask::run::run(step, options.rootless, &options.args),
-        Command::Demo { options } => xtask::run::run(Step::Step04, options.rootless, &options.args),
+        Command::Demo { options } => {
+            xtask::run::run(Step::Step04FullDemo, options.rootless, &options.args)
+        }
         Command::Exercise { book: true, .. } => {
             println!("{}", Classroom::here().write_book()?);
             Ok(0)
@@ -155,7 +159,7 @@ fn for_each_step(which: &Which, what: impl Fn(&Classroom, Step) -> Result<String
             Err(err) => {
                 eprint!(
                     "{}",
-                    xtask::report(&err.context(format!("{} was left as it is", step.name())))
+                    xtask::report(&err.context(format!("{} was left as it is", step.short())))
                 );
                 code = 1;
             }
@@ -188,7 +192,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Run { step, options } = cli.command else { panic!("not run: {cli:?}") };
-        assert_eq!(step, Step::Step02);
+        assert_eq!(step, Step::Step02UnshareCli);
         assert!(options.rootless);
         assert_eq!(options.args, ["--root", "rootfs", "/bin/sh"]);
         assert!(Cli::try_parse_from(["xtask", "run", "step9"]).is_err());
@@ -198,7 +202,7 @@ mod tests {
     fn exercise_and_solution_take_a_step_or_all() {
         let cli = Cli::try_parse_from(["xtask", "exercise", "step04", "--force"]).unwrap();
         let Command::Exercise { which, book: false } = cli.command else { panic!("{cli:?}") };
-        assert_eq!((which.steps(), which.force), (vec![Step::Step04], true));
+        assert_eq!((which.steps(), which.force), (vec![Step::Step04FullDemo], true));
         let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
         let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
         assert_eq!(which.steps(), Step::ALL[..4]);
