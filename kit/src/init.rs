@@ -22,7 +22,8 @@
 //! kills its whole PID namespace.
 //!
 //! What it reuses from step04 (`crate::article`): `start_clean`, `mount_proc`,
-//! `exec`, `exec_failed`, `wait_for`, `die`.
+//! `exec`, `exec_failed`, `wait_for`, `die`; and from step05
+//! (`crate::pivot_root`), `detach_old_root`.
 
 use std::ffi::{CStr, CString};
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, setpgid};
 
 use crate::article::{die, exec, exec_failed, mount_proc, start_clean, wait_for};
+use crate::pivot_root::detach_old_root;
 
 /// The signals the init passes on to the command: those that ask a program to
 /// stop (TERM, INT, QUIT, HUP) or to do something of its own (USR1, USR2).
@@ -78,14 +80,17 @@ pub fn fork_and_wait(command: &[CString], child: Child) -> Result<ExitCode> {
 // ANCHOR_END: fork_and_wait
 
 // ANCHOR: init
-/// The init, from the fork to its end. Like step04's `container`, it starts
-/// clean and mounts /proc; then, instead of becoming the command, it starts it
-/// and looks after it. Async-signal-safe calls only, as in step04's child: the
+/// The init, from the fork to its end. Like step05's `container`, it starts
+/// clean, mounts /proc and detaches the host's tree; then, instead of becoming
+/// the command, it starts it and looks after it. Async-signal-safe calls only, as in step04's child: the
 /// init is a copy of the runtime that never execs.
 pub fn init(argv: &[*const libc::c_char], old_mask: &SigSet) -> ! {
     start_clean(old_mask); // PR_SET_PDEATHSIG: the init dies with the runtime; no leaked files
     if let Err(err) = mount_proc() {
         die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
+    }
+    if let Err(err) = detach_old_root() {
+        die(125, &[b"failed to detach the old root: ", err.desc().as_bytes()]);
     }
     block_signals(); // (2)
     let command = spawn_command(argv, old_mask); // (3)

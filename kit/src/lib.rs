@@ -8,6 +8,9 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`pivot_root`] (step05): the rootfs becomes the mount namespace's root,
+//!   and the host's tree is detached: chroot's escape is closed.
+//! - [`dev`] (step05): a /dev of the container's own.
 //! - [`init`] (step06): the container's PID 1 is an init of ours, which
 //!   reaps zombies, forwards signals and dies with the runtime.
 //! - [`enter`] (step06): run a second command in a running container, as
@@ -20,5 +23,7 @@
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
 
+pub mod dev;
 pub mod enter;
 pub mod init;
+pub mod pivot_root;

@@ -1,7 +1,7 @@
 //! # Step 06: a real PID 1
 //!
-//! step05's container, whose PID 1 is an init of ours instead of the command
-//! (`kit::init`): (1) the runtime's child stays as the init, which (2) blocks
+//! step05's container (sealed with pivot_root, a /dev of its own), whose PID 1
+//! is an init of ours instead of the command (`kit::init`): (1) the runtime's child stays as the init, which (2) blocks
 //! the signals it must take, (3) forks the command, (4) forwards signals to it
 //! and (5) reaps every zombie, then exits with the command's status. It dies
 //! with the runtime, whatever the command does with its credentials.
@@ -16,6 +16,7 @@ use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::Parser;
 use kit::article::{self, program_name};
+use kit::{dev, init, pivot_root};
 
 /// Run COMMAND in a container whose PID 1 is a small init: it reaps zombies,
 /// passes signals on to COMMAND, and exits with COMMAND's status.
@@ -60,13 +61,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     if let Some(Action::Enter(enter)) = &cli.action {
         return kit::enter::enter(enter); // (6) join the container, (7) fork into it
     }
-    article::check_rootfs(&cli.rootfs)?;
+    let rootfs = &cli.rootfs;
+    article::check_rootfs(rootfs)?;
+    dev::check_rootfs(rootfs)?;
     let command: Vec<CString> =
         cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
-    article::new_namespaces()?;
-    article::make_mounts_private()?;
-    article::change_root(&cli.rootfs)?; // STEP05: until step05 lands, step04's chroot
-    kit::init::fork_init(&command) // (1) the runtime's child is the init: (2) to (5)
+    article::new_namespaces()?; // as step04: new mount and PID namespaces
+    article::make_mounts_private()?; // as step04: our mounts stay ours
+    pivot_root::bind_on_itself(rootfs)?; // as step05: the rootfs becomes a mount point
+    dev::make_dev(rootfs)?; // as step05: a /dev of its own
+    pivot_root::pivot_into(rootfs)?; // as step05: the rootfs becomes the namespace's root mount
+    init::fork_init(&command) // (1) the runtime's child is the init: (2) to (5)
 }
 // ANCHOR_END: run
 

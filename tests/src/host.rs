@@ -169,3 +169,28 @@ pub fn util_linux_unshare() -> &'static str {
     });
     "unshare"
 }
+
+/// The mount points of the mount namespace of process `pid`, as a process
+/// that enters it sees them: nsenter(1) joins the namespace (whose root it
+/// takes as its own, as `docker exec` does) and its PID namespace (so that
+/// the container's own /proc knows `self`), and reads /proc/self/mountinfo.
+/// Rootless, it joins the user namespace that owns them first. The program
+/// that lists them, `cut`, is the container's own when the namespace's root
+/// is the container's.
+pub fn mount_points_in_namespace_of(pid: i32) -> Result<Vec<String>, String> {
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.args(["--target", &pid.to_string()]);
+    if *crate::require_privilege() == crate::Privilege::Rootless {
+        cmd.arg("--user");
+    }
+    cmd.args(["--mount", "--pid", "cut", "-d", " ", "-f", "5", "/proc/self/mountinfo"]);
+    let output = cmd.output().map_err(|err| format!("cannot run nsenter: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{cmd:?}` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect())
+}

@@ -43,6 +43,7 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step01_chroot(Step::Step01Chroot, "(1)", Some("step01_missing_rootfs"))]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
     let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
@@ -84,6 +85,7 @@ fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript:
 #[case::step01_chroot(Step::Step01Chroot, "(1)")]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'")]
 fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
     let file = regular_file();
     let output = Runner::step(step, step.args_for(&file, &[])).run();
@@ -113,6 +115,7 @@ fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(8)", None)]
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)", Some("step04_command_not_found"))]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "(7)", None)]
 fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
     let (recorded, output) = Transcript::command(runner);
@@ -145,6 +148,7 @@ fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcri
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(8)")]
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "(7)")]
 fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
     let (short, chapter) = (step.short(), step.chapter());
@@ -166,37 +170,46 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     );
 }
 
-/// Step04 mounts proc on the rootfs's /proc in (5). If /proc is missing or a
-/// symlink (mount(2) follows symlinks), it refuses before anything else: 125.
+/// A directory of the rootfs that a step mounts on, missing or a symlink
+/// (mount(2) follows symlinks, and would mount elsewhere, maybe on the host's
+/// files): the step refuses before anything else, with 125. step04 mounts proc
+/// on /proc in (5); step05 does too, and its /dev in (2).
 #[rstest]
-#[case::step04_proc_missing("missing")]
-#[case::step04_proc_symlink("symlink")]
-fn proc_not_a_directory(#[case] how: &str) {
-    let step = Step::Step04FullDemo;
-    let copy = RootfsCopy::new(&format!("proc-{how}"));
-    let proc = copy.path().join("proc");
-    std::fs::remove_dir(&proc)
-        .unwrap_or_else(|err| panic!("cannot remove {}: {err}", proc.display()));
+#[case::step04_proc_missing(Step::Step04FullDemo, "proc", "missing", "(5)")]
+#[case::step04_proc_symlink(Step::Step04FullDemo, "proc", "symlink", "(5)")]
+#[case::step05_proc_missing(Step::Step05PivotRoot, "proc", "missing", "(7)")]
+#[case::step05_dev_missing(Step::Step05PivotRoot, "dev", "missing", "(2)")]
+#[case::step05_dev_symlink(Step::Step05PivotRoot, "dev", "symlink", "(2)")]
+fn mount_point_not_a_directory(
+    #[case] step: Step,
+    #[case] dir: &str,
+    #[case] how: &str,
+    #[case] section: &str,
+) {
+    let copy = RootfsCopy::new(&format!("{}-{dir}-{how}", step.short()));
+    let path = copy.path().join(dir);
+    std::fs::remove_dir(&path)
+        .unwrap_or_else(|err| panic!("cannot remove {}: {err}", path.display()));
     if how == "symlink" {
-        std::os::unix::fs::symlink("/tmp", &proc)
-            .unwrap_or_else(|err| panic!("cannot make {} a symlink: {err}", proc.display()));
+        std::os::unix::fs::symlink("/tmp", &path)
+            .unwrap_or_else(|err| panic!("cannot make {} a symlink: {err}", path.display()));
     }
     let output = Runner::step(step, step.args_for(copy.path(), &["/bin/true"])).run();
     let (short, chapter) = (step.short(), step.chapter());
     output.expect_no_panic().expect_code(
         125,
         &format!(
-            "{short}: the rootfs's /proc is {how}, and (5) mounts proc there: the step should \
-             check it before (1) and stop with exit status 125 (the step itself failed); see \
-             {chapter}, section (5)"
+            "{short}: the rootfs's /{dir} is {how}, and {section} mounts on it: the step should \
+             check it before anything else and stop with exit status 125 (the step itself \
+             failed); see {chapter}, section {section}"
         ),
     );
     expect_stderr_contains(
         &output,
-        &proc.display().to_string(),
+        &path.display().to_string(),
         &format!(
-            "{short}: the message should be about the rootfs's /proc, naming it, and say that it \
-             must be a directory; see {chapter}, section (5)."
+            "{short}: the message should be about the rootfs's /{dir}, naming it, and say that \
+             it must be a directory; see {chapter}, section {section}."
         ),
     );
 }
@@ -210,6 +223,7 @@ fn proc_not_a_directory(#[case] how: &str) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(2)", "CAP_SYS_ADMIN", None)]
 #[case::step03_pid_ns(Step::Step03PidNs, "(1)", "CAP_SYS_ADMIN", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", "CAP_SYS_ADMIN", None)]
 fn not_root(
     #[case] step: Step,
     #[case] section: &str,

@@ -6,7 +6,7 @@
 //! include resolves, every snapshot is included from its first line of
 //! content, no Rust listing is pasted, every link and image resolves, every
 //! man page named links to man7.org, and each step chapter has one `## (N)`
-//! section per number in the step's code.
+//! section per number in the step's code (its `main.rs`, and its kit modules).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -268,10 +268,10 @@ fn man_pages_link_to_man7() {
     assert!(problems.is_empty(), "man pages without their man7.org link:\n{}", problems.join("\n"));
 }
 
-/// The `(N)` numbers in the comments of a step's sources (its main.rs and kit modules).
+/// The `(N)` numbers in the comments of a step's sources: its `main.rs`, and
+/// from step05 on the kit modules with its new ideas (`kit/src/dev.rs`...).
 fn numbers_in_code(step: Step) -> BTreeSet<u32> {
-    let sources =
-        step.sources().iter().map(|file| read(&workspace().join(file))).collect::<Vec<_>>();
+    let sources: Vec<String> = step.sources().iter().map(|f| read(&workspace().join(f))).collect();
     let mut numbers = BTreeSet::new();
     let lines = sources.iter().flat_map(|source| source.lines());
     for line in lines.filter(|l| l.trim_start().starts_with("//")) {
@@ -305,9 +305,10 @@ fn each_numbered_comment_has_its_section() {
         let (code, book) = (numbers_in_code(step), numbered_sections(step));
         if code != book {
             problems.push(format!(
-                "{}: the code numbers its steps {code:?} but book/src/{}.md has `## (N)` \
+                "{}: the code ({}) numbers its parts {code:?} but book/src/{}.md has `## (N)` \
                  sections {book:?}",
                 step.short(),
+                step.sources().join(", "),
                 step.name()
             ));
         }

@@ -1,7 +1,7 @@
 //! Step06's init, seen from the host. PID 1 of a PID namespace has duties an
 //! ordinary command does not expect; until step06 the command *is* PID 1, and
-//! these tests show what goes wrong (cases named after that step), then that
-//! step06's init does the job:
+//! these tests show what goes wrong (cases named after the step before, step05,
+//! or step04 where the issue names it), then that step06's init does the job:
 //!
 //! - orphans are re-parented to PID 1, which must reap them, or they stay zombies;
 //! - a signal to PID 1 without a handler is dropped: `kill -TERM` does nothing;
@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rstest::rstest;
 use workshop_tests::transcript::{procps_columns, typed};
-use workshop_tests::{Output, Privilege, Runner, Running, Step, Transcript, host, in_background};
+use workshop_tests::{Output, Privilege, Runner, Running, Step, Transcript, host};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -56,9 +56,10 @@ fn start_until(step: Step, command: &[&str], runs: &str) -> (Running, i32) {
 
 /// Starts `command` in the background of the container and leaves it there as
 /// an orphan: the subshell `( … )` that started it exits at once, so the kernel
-/// re-parents it to PID 1 of the PID namespace.
+/// re-parents it to PID 1 of the PID namespace. (A background job needs the
+/// container's /dev/null: from step05 on.)
 fn orphan(command: &str) -> String {
-    format!("( {} )", in_background(command))
+    format!("({command} &)")
 }
 
 /// `ps` on the host (procps), run by the test: the command line and its
@@ -151,12 +152,12 @@ fn find_orphan(init: i32) -> Option<i32> {
 }
 
 /// A child that ends is a zombie until its parent collects its status with
-/// wait(2). An orphan's parent is PID 1: under step04 that is the command,
+/// wait(2). An orphan's parent is PID 1: under step05 that is the command,
 /// here `sleep 30`, which never calls wait(2) for a child it does not know,
 /// and the orphan stays a zombie. step06's init reaps it. The book shows the
 /// host's `ps` of both.
 #[rstest]
-#[case::step04_full_demo(Step::Step04FullDemo, "step04_zombie")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "step05_zombie")]
 #[case::step06_init(Step::Step06Init, "step06_no_zombie")]
 fn orphans_are_reaped(#[case] step: Step, #[case] transcript: &str) {
     let script = format!("{}; exec sleep 30", orphan("sleep 1"));
@@ -180,7 +181,7 @@ fn orphans_are_reaped(#[case] step: Step, #[case] transcript: &str) {
         host_ps(&["-o", "pid,ppid,stat,args", "-p", &pids], &Masks::of(&running, &[init, orphan]));
     host::kill(init, Signal::SIGKILL); // done: end the container from the host
     let output = running.wait();
-    if step == Step::Step04FullDemo {
+    if step == Step::Step05PivotRoot {
         assert!(
             zombie,
             "{}: the command is PID 1 and never calls wait(2), so the orphan `sleep 1` (host PID \
@@ -205,11 +206,11 @@ fn orphans_are_reaped(#[case] step: Step, #[case] transcript: &str) {
 
 /// The kernel drops a signal sent to PID 1 of a PID namespace unless PID 1
 /// has a handler for it (only SIGKILL and SIGSTOP from an ancestor namespace
-/// get through): `kill -TERM` from the host does nothing to step04's `sleep`.
+/// get through): `kill -TERM` from the host does nothing to step05's `sleep`.
 /// step06's init blocks SIGTERM, so it is kept for it, and passes it on: the
 /// command dies of it, and the runtime reports 128+15 = 143.
 #[rstest]
-#[case::step04_full_demo(Step::Step04FullDemo, "step04_sigterm")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "step05_sigterm")]
 #[case::step06_init(Step::Step06Init, "step06_sigterm")]
 fn sigterm_to_pid1(#[case] step: Step, #[case] transcript: &str) {
     let (running, init) = start(step, &["/bin/sleep", "1000"]);
@@ -217,14 +218,14 @@ fn sigterm_to_pid1(#[case] step: Step, #[case] transcript: &str) {
     let runtime = running.pid().to_string();
     let mut second = host_ps(&["-o", "pid,ppid,args", "--ppid", &runtime], &masks);
     second += &host_kill("TERM", init, &masks);
-    let seconds = if step == Step::Step04FullDemo { OUTLIVE_SECONDS } else { VANISH_SECONDS };
+    let seconds = if step == Step::Step05PivotRoot { OUTLIVE_SECONDS } else { VANISH_SECONDS };
     let ended = host::eventually(seconds, || !host::alive(init));
     if !ended {
         second += &host_ps(&["-o", "pid,stat,args", "-p", &init.to_string()], &masks);
         second += &host_kill("KILL", init, &masks); // from the host: it gets through to PID 1
     }
     let output = running.wait();
-    if step == Step::Step04FullDemo {
+    if step == Step::Step05PivotRoot {
         assert!(
             !ended && output.code() == 128 + Signal::SIGKILL as i32,
             "{}: its PID 1 is `sleep`, which has no handler for SIGTERM, so the kernel should \
@@ -518,29 +519,29 @@ fn enter_refuses_what_is_no_container(#[case] pid: &str, #[case] message: &str) 
     );
 }
 
-/// What the command inherits is what step04's PID 1 inherits from its runtime:
+/// What the command inherits is what step05's PID 1 inherits from its runtime:
 /// the same signal dispositions and mask (none of the signals the init blocks
 /// for itself, SigBlk 0), and none of the runtime's open files (started here
 /// with /dev/null on descriptor 9).
 #[rstest]
 #[case::step06_signals(&["/bin/grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"])]
 #[case::step06_files(&["/bin/ls", "/proc/self/fd"])]
-fn the_command_starts_as_under_step04(#[case] command: &[&str]) {
+fn the_command_starts_as_under_step05(#[case] command: &[&str]) {
     let run = |step| Runner::in_container(step, command).extra_fd(9).run();
-    let (step04, step06) = (run(Step::Step04FullDemo), run(Step::Step06Init));
-    step04.expect_success();
+    let (step05, step06) = (run(Step::Step05PivotRoot), run(Step::Step06Init));
+    step05.expect_success();
     step06.expect_success();
     assert!(
-        step06.stdout == step04.stdout
+        step06.stdout == step05.stdout
             && step06
                 .lines()
                 .iter()
                 .all(|l| !l.starts_with("SigBlk") || l.ends_with("\t0000000000000000")),
         "step06: `{}` should print the same under step06, where the init starts the command, as \
-         under step04, where the runtime's child becomes it: the command starts clean (the \
+         under step05, where the runtime's child becomes it: the command starts clean (the \
          init's blocked signals unblocked, no descriptor but 0, 1, 2 and the one `ls` opens). \
          The child of (3) `spawn_command` should call `run_command`, which calls step04's \
-         `start_clean`. See {INIT}, and {}.\nunder step04:\n{step04}\nunder step06:\n{step06}",
+         `start_clean`. See {INIT}, and {}.\nunder step05:\n{step05}\nunder step06:\n{step06}",
         command.join(" "),
         Step::Step06Init.chapter()
     );

@@ -1,11 +1,13 @@
 //! What each step isolates, seen from inside and from the host.
 //!
 //! chroot (step01) changes what `/` is; PID namespaces (steps 02–04) change
-//! which processes exist; mount namespaces keep mounts inside. Each test
-//! checks one of these claims against a real run.
+//! which processes exist; mount namespaces keep mounts inside; pivot_root
+//! (step05) takes the host's tree out of the container's mount namespace, so
+//! that chroot's escape leads nowhere. Each test checks one of these claims
+//! against a real run.
 
 use rstest::rstest;
-use workshop_tests::{ROOTFS, Runner, Step, alpine_rootfs, host, with_rootfs};
+use workshop_tests::{ROOTFS, Runner, Step, Transcript, alpine_rootfs, escape, host, with_rootfs};
 
 /// Inside, the shell is PID 1 and /proc lists only the container's processes.
 /// The probe uses only shell builtins, so it starts no process of its own.
@@ -14,6 +16,7 @@ use workshop_tests::{ROOTFS, Runner, Step, alpine_rootfs, host, with_rootfs};
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn pid_view(#[case] step: Step) {
     let probe = "echo \"pid $$\"; for p in /proc/[0-9]*; do echo \"proc ${p#/proc/}\"; done";
     let output = Runner::in_container(step, &[]).stdin(probe).run();
@@ -48,6 +51,7 @@ fn pid_view(#[case] step: Step) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn host_sees_two_pids(#[case] step: Step) {
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
     let mut running = Runner::in_container(step, &command).spawn();
@@ -64,6 +68,7 @@ fn host_sees_two_pids(#[case] step: Step) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn filesystem_view(#[case] step: Step) {
     let marker =
         workshop_tests::scratch().join(format!("marker-{}-{}", step.short(), std::process::id()));
@@ -104,6 +109,7 @@ fn filesystem_view(#[case] step: Step) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn no_mount_leaks_while_running(#[case] step: Step) {
     let before = host::mountinfo();
     let mut running =
@@ -136,11 +142,11 @@ fn no_mount_leaks_while_running(#[case] step: Step) {
 #[case::step02_unshare_cli_unchanged("step02", &["--propagation", "unchanged", "--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], true)]
 #[case::step02_unshare_cli("step02", &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], false)]
 #[case::step04_full_demo("step04", &[ROOTFS, "/bin/true"], false)]
+#[case::step05_pivot_root("step05", &[ROOTFS, "/bin/true"], false)]
 fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case] leaks: bool) {
-    let program = match runtime {
-        "unshare" => host::util_linux_unshare().to_string(),
-        "step02" => workshop_tests::binary(Step::Step02UnshareCli).display().to_string(),
-        _ => workshop_tests::binary(Step::Step04FullDemo).display().to_string(),
+    let program = match Step::ALL.into_iter().find(|step| step.short() == runtime) {
+        Some(step) => workshop_tests::binary(step).display().to_string(),
+        None => host::util_linux_unshare().to_string(),
     };
     let args = with_rootfs(args);
     let proc = format!("{}/proc", alpine_rootfs().display());
@@ -180,6 +186,7 @@ fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "hidden")]
 #[case::step03_pid_ns(Step::Step03PidNs, "hidden")]
 #[case::step04_full_demo(Step::Step04FullDemo, "hidden")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "hidden")]
 fn host_processes(#[case] step: Step, #[case] expected: &str) {
     let me = std::process::id();
     let probe = format!("if kill -0 {me} 2>&-; then echo visible; else echo hidden; fi");
@@ -238,6 +245,7 @@ fn step01_mount_proc_shows_the_host() {
 #[case::step01_chroot(Step::Step01Chroot)]
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn working_directory_is_the_new_root(#[case] step: Step) {
     let output = Runner::in_container(step, &[]).stdin("pwd").run();
     output.expect_success();
@@ -250,4 +258,149 @@ fn working_directory_is_the_new_root(#[case] step: Step) {
         step.short(),
         step.chapter()
     );
+}
+
+/// The classic chroot escape (step05-pivot-root/escape.c, run as root inside):
+/// chroot into a subdirectory, which leaves the working directory outside
+/// the root, climb with chdir(".."), chroot("."), and read a file that exists
+/// only on the host. It gets out of step01's and step04's chroot: the host's
+/// tree is still mounted in their mount namespace. Under step05 the climb
+/// stops at the container's `/`, the root mount of its namespace.
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot, "escapes", None)]
+#[case::step04_full_demo(Step::Step04FullDemo, "escapes", Some("step04_escape"))]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "stays inside", Some("step05_escape"))]
+fn chroot_escape(#[case] step: Step, #[case] expected: &str, #[case] transcript: Option<&str>) {
+    let rootfs = escape::rootfs_with_probe(&format!("escape-{}", step.short()));
+    let secret = workshop_tests::scratch().join(format!(
+        "host-secret-{}-{}",
+        step.short(),
+        std::process::id()
+    ));
+    std::fs::write(&secret, "only the host has this file\n").expect("write the host's file");
+    let secret_arg = secret.display().to_string();
+    let runner =
+        Runner::step(step, step.args_for(rootfs.path(), &[escape::IN_ROOTFS, &secret_arg]));
+    let (recorded, output) = Transcript::command(runner);
+    std::fs::remove_file(&secret).expect("remove the host's file");
+    output.expect_no_panic();
+    let outcome = match output.code() {
+        0 if output.stdout.contains("only the host has this file") => "escapes",
+        1 if output.stdout.contains("escape: failed") => "stays inside",
+        _ => panic!(
+            "{}: the escape probe should either read the host's file (exit 0) or fail to \
+             (exit 1, `escape: failed`); it did neither, so this test proves nothing.\n{output}",
+            step.short()
+        ),
+    };
+    let why = if expected == "escapes" {
+        "a chroot changes a process's root directory, nothing else: the host's tree is still \
+         mounted in the mount namespace, and a root process that chroots into a subdirectory \
+         can climb out with chdir(\"..\")"
+    } else {
+        "after pivot_root and the detach of the old root, the container's `/` is the root \
+         mount of its namespace: there is nothing above it to climb to. Did (6) pivot_root and \
+         (7) umount2(MNT_DETACH) both run?"
+    };
+    assert_eq!(
+        outcome,
+        expected,
+        "{}: the chroot escape probe should have {}: {why}. See {}.\n{output}",
+        step.short(),
+        if expected == "escapes" { "escaped" } else { "stayed inside" },
+        step.chapter()
+    );
+    if let Some(name) = transcript {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"host-secret-step0\d-\d+", "host-secret");
+        settings.bind(|| recorded.assert_matches(name));
+    }
+}
+
+/// The mount points of the mount namespace step05's container lives in:
+/// only its own. The rootfs is `/`, and every other mount is one the runtime
+/// made for it (its /dev, (2) to (5)) or the child's proc.
+const STEP05_MOUNTS: [&str; 11] = [
+    "/",
+    "/dev",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/pts",
+    "/dev/shm",
+    "/proc",
+];
+
+/// Inside, /proc/self/mountinfo lists the mounts the container can reach
+/// (the fifth field of each line is the mount point). step05's are its own.
+/// step04's lists only its proc, and yet all the host's mounts are there,
+/// outside its root, which mountinfo does not show (the next test enters the
+/// namespace to see them).
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo, &["/proc"], "step04_mountinfo")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, &STEP05_MOUNTS, "step05_mountinfo")]
+fn mountinfo_inside(#[case] step: Step, #[case] expected: &[&str], #[case] transcript: &str) {
+    let command = "cut -d ' ' -f 5 /proc/self/mountinfo";
+    let (recorded, output) = Transcript::shell(Runner::in_container(step, &[]), "/ # ", &[command]);
+    output.expect_success();
+    let listed: Vec<&str> = output.lines().into_iter().skip(1).collect(); // after the command
+    assert_eq!(
+        listed,
+        expected,
+        "{}: /proc/self/mountinfo inside should list exactly the container's mounts: {}. \
+         See {}.\n{output}",
+        step.short(),
+        if step == Step::Step05PivotRoot {
+            "the rootfs as `/`, the /dev that (2) to (5) built, and the child's proc; a host \
+             mount there means (7) did not detach the old root"
+        } else {
+            "its proc; what lies outside the chroot is not shown"
+        },
+        step.chapter()
+    );
+    recorded.assert_matches(transcript);
+}
+
+/// The container's mount namespace, entered from the host (nsenter(1), as
+/// `docker exec` does, taking the namespace's root as its own): under
+/// step04 it still holds every mount of the host, which is what chroot's
+/// escape climbs back to; under step05, only the container's.
+#[rstest]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
+fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
+    let host_mounts = host::mountinfo(); // before: the copy is made when the container starts
+    let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
+    let mut running = Runner::in_container(step, &command).spawn();
+    running.wait_for_line("ready");
+    let (running, init) = running.container_init(step);
+    let seen = host::mount_points_in_namespace_of(init);
+    host::kill(init, nix::sys::signal::Signal::SIGKILL); // seen: end the container
+    let output = running.wait();
+    let seen = seen.unwrap_or_else(|err| panic!("cannot list the container's mounts: {err}"));
+    if step == Step::Step05PivotRoot {
+        assert_eq!(
+            seen,
+            STEP05_MOUNTS,
+            "step05: the container's mount namespace should hold only the container's mounts: \
+             the rootfs as `/`, its /dev and its proc. A host mount left there means (7) did \
+             not detach the old root. See {}.\n{output}",
+            step.chapter()
+        );
+    } else {
+        let missing: Vec<&str> = host::mount_points(&host_mounts)
+            .into_iter()
+            .filter(|m| !seen.iter().any(|s| s == m))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "step04: the container's mount namespace is a copy of the host's, so it should \
+             hold every mount of the host (under the chroot, out of sight); these are \
+             missing: {missing:?}. See {}.\n{output}",
+            step.chapter()
+        );
+    }
 }

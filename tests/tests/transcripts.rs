@@ -11,7 +11,7 @@ use workshop_tests::{ROOTFS, Runner, Step, Transcript, with_rootfs};
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
 
-/// `ps` inside each step, in the article's busybox format. Steps 02 to 04
+/// `ps` inside each step, in the article's busybox format. Steps 02 to 05
 /// show their shell as PID 1 and `ps` itself; step01 has no /proc yet, so
 /// busybox's ps finds nothing to list.
 #[rstest]
@@ -22,6 +22,7 @@ const ALPINE_PROMPT: &str = "/ # ";
     &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/sh"]
 )]
 #[case::step04_full_demo("step04_ps", Step::Step04FullDemo, &[ROOTFS])]
+#[case::step05_pivot_root("step05_ps", Step::Step05PivotRoot, &[ROOTFS])]
 fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
         Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);

@@ -23,6 +23,9 @@ pub enum Step {
     /// the article's full container demo
     #[value(name = "step04", alias = "step04-full-demo")]
     Step04FullDemo,
+    /// step04 sealed with pivot_root, and a /dev of its own
+    #[value(name = "step05", alias = "step05-pivot-root")]
+    Step05PivotRoot,
     /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
     #[value(name = "step06", alias = "step06-init")]
     Step06Init,
@@ -52,11 +55,12 @@ pub struct Info {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
         Step::Step04FullDemo,
+        Step::Step05PivotRoot,
         Step::Step06Init,
     ];
 
@@ -68,6 +72,9 @@ impl Step {
             Step::Step02UnshareCli => ("step02-unshare-cli", UnshareFlags, &[]),
             Step::Step03PidNs => ("step03-pid-ns", CommandOnHost, &[]),
             Step::Step04FullDemo => ("step04-full-demo", RootfsThenCommand, &[]),
+            Step::Step05PivotRoot => {
+                ("step05-pivot-root", RootfsThenCommand, &["pivot_root", "dev"])
+            }
             Step::Step06Init => ("step06-init", RootfsThenCommand, &["init", "enter"]),
         };
         Info { crate_name, args, kit_modules }
@@ -179,6 +186,7 @@ mod tests {
         );
         assert!(Step::Step04FullDemo.article_args().is_empty());
         assert!(!Step::Step03PidNs.needs_rootfs());
+        assert!(Step::Step05PivotRoot.needs_rootfs());
     }
 
     #[test]
@@ -195,6 +203,12 @@ mod tests {
     #[test]
     fn sources_are_main_then_kit_modules() {
         assert_eq!(Step::Step04FullDemo.sources(), ["step04-full-demo/src/main.rs"]);
+        assert_eq!(
+            Step::Step05PivotRoot.sources(),
+            ["step05-pivot-root/src/main.rs", "kit/src/pivot_root.rs", "kit/src/dev.rs"]
+        );
+        assert!(Step::Step05PivotRoot.is_beyond_the_article());
+        assert!(!Step::Step04FullDemo.is_beyond_the_article());
         assert!(!Step::Step04FullDemo.is_beyond_the_article());
     }
 }
