@@ -181,7 +181,7 @@ pub fn mount_points_in_namespace_of(pid: i32) -> Result<Vec<String>, String> {
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(["--target", &pid.to_string()]);
     if *crate::require_privilege() == crate::Privilege::Rootless {
-        cmd.arg("--user");
+        cmd.args(["--user", "--preserve-credentials"]); // setgroups is denied there
     }
     cmd.args(["--mount", "--pid", "cut", "-d", " ", "-f", "5", "/proc/self/mountinfo"]);
     let output = cmd.output().map_err(|err| format!("cannot run nsenter: {err}"))?;
