@@ -40,6 +40,18 @@ pub fn binary(step: Step) -> PathBuf {
     path
 }
 
+/// A shell command that starts `command` (e.g. `sleep 30`) in the background
+/// in the container, holding no output pipe (`>&- 2>&-`: a leftover process
+/// must not keep the harness waiting for the end of the output), on every
+/// step. Why not just `command &`: busybox's sh gives a background job
+/// /dev/null as its stdin and fails without one ("can't open '/dev/null'"),
+/// and the article's steps give the container no /dev. It does so only for
+/// the first process of a background pipeline: so the command comes second,
+/// after `:`, whose complaint `2>&-` silences.
+pub fn in_background(command: &str) -> String {
+    format!("{{ : | {command} >&- 2>&- & }} 2>&-")
+}
+
 /// The workspace root (the directory with the top-level Cargo.toml), found
 /// when the tests run, as xtask finds it: a checkout copied with its target/
 /// tests its own files, not those of the checkout the tests were built in.

@@ -39,6 +39,8 @@ pub struct Runner {
     /// stdout and stderr are one pipe, as they are one terminal.
     merged: bool,
     sigpipe_ignored: bool,
+    /// Rootless: whether the program gets a user namespace of its own.
+    own_user_namespace: bool,
 }
 
 impl Runner {
@@ -81,6 +83,7 @@ impl Runner {
             rootless: false,
             merged: false,
             sigpipe_ignored: false,
+            own_user_namespace: true,
         }
     }
 
@@ -134,6 +137,16 @@ impl Runner {
             .arg(format!("{}; exit", words.join(" ")))
             .current_dir(crate::scratch());
         self.cmd = cmd;
+        self
+    }
+
+    /// Runs the program with the tests' own credentials in the host's user
+    /// namespace: as root when the tests are root; rootless, as this user, who
+    /// owns the user namespaces of the containers the tests start, and so may
+    /// join them (step06's `enter` does), where a user namespace of its own
+    /// would give it no privilege over theirs.
+    pub fn in_host_user_namespace(mut self) -> Runner {
+        self.own_user_namespace = false;
         self
     }
 
@@ -272,7 +285,7 @@ impl Runner {
                 become_user(&mut self.cmd, uid, gid);
                 xtask::rootless::map_root_to(&mut self.cmd, uid, gid);
             }
-            (Some(Privilege::Rootless), _) => {
+            (Some(Privilege::Rootless), _) if self.own_user_namespace => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
             (None, true) if nix::unistd::geteuid().is_root() => become_nobody(&mut self.cmd),
@@ -399,6 +412,16 @@ impl Running {
         self.child.id() as i32
     }
 
+    /// The command line, e.g. `step06-init rootfs /bin/sleep 30`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether it runs with root's powers (real or rootless).
+    pub fn as_root(&self) -> bool {
+        self.as_root
+    }
+
     /// Waits until the program prints a line containing `text`: a sign that
     /// the container is up. Fails the test after the timeout.
     pub fn wait_for_line(&mut self, text: &str) {
@@ -441,6 +464,21 @@ impl Running {
             panic!("{message}");
         }
         panic!("{message}; its output was:\n{output}");
+    }
+
+    /// Whether the program prints a line containing `text` within `seconds`.
+    /// Unlike [`Running::wait_for_line`], a test that gets `false` says itself
+    /// what went wrong, and ends the run.
+    pub fn prints_line_within(&mut self, text: &str, seconds: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Sends `signal` to the program we started.

@@ -47,6 +47,7 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", None)]
+#[case::step06_init(Step::Step06Init, "'The program'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
     let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
@@ -119,6 +120,7 @@ fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)", Some("step04_command_not_found"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)", None)]
+#[case::step06_init(Step::Step06Init, "(3)", None)]
 fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
     let (recorded, output) = Transcript::command(runner);
@@ -152,6 +154,7 @@ fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcri
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)")]
+#[case::step06_init(Step::Step06Init, "(3)")]
 fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
     let (short, chapter) = (step.short(), step.chapter());
@@ -183,6 +186,7 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
 #[case::step05_proc_missing(Step::Step05PivotRoot, "proc", "missing", "(7)")]
 #[case::step05_dev_missing(Step::Step05PivotRoot, "dev", "missing", "(2)")]
 #[case::step05_dev_symlink(Step::Step05PivotRoot, "dev", "symlink", "(2)")]
+#[case::step06_dev_missing(Step::Step06Init, "dev", "missing", "'The program'")]
 fn mount_point_not_a_directory(
     #[case] step: Step,
     #[case] dir: &str,
@@ -227,6 +231,7 @@ fn mount_point_not_a_directory(
 #[case::step03_pid_ns(Step::Step03PidNs, "(1)", "CAP_SYS_ADMIN", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", "CAP_SYS_ADMIN", None)]
+#[case::step06_init(Step::Step06Init, "'The program'", "CAP_SYS_ADMIN", None)]
 fn not_root(
     #[case] step: Step,
     #[case] section: &str,

@@ -69,6 +69,7 @@ fn host_sees_two_pids(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn filesystem_view(#[case] step: Step) {
     let marker =
         workshop_tests::scratch().join(format!("marker-{}-{}", step.short(), std::process::id()));
@@ -110,6 +111,7 @@ fn filesystem_view(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn no_mount_leaks_while_running(#[case] step: Step) {
     let before = host::mountinfo();
     let mut running =
@@ -187,6 +189,7 @@ fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case]
 #[case::step03_pid_ns(Step::Step03PidNs, "hidden")]
 #[case::step04_full_demo(Step::Step04FullDemo, "hidden")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "hidden")]
+#[case::step06_init(Step::Step06Init, "hidden")]
 fn host_processes(#[case] step: Step, #[case] expected: &str) {
     let me = std::process::id();
     let probe = format!("if kill -0 {me} 2>&-; then echo visible; else echo hidden; fi");
@@ -246,6 +249,7 @@ fn step01_mount_proc_shows_the_host() {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn working_directory_is_the_new_root(#[case] step: Step) {
     let output = Runner::in_container(step, &[]).stdin("pwd").run();
     output.expect_success();
@@ -270,6 +274,7 @@ fn working_directory_is_the_new_root(#[case] step: Step) {
 #[case::step01_chroot(Step::Step01Chroot, "escapes", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "escapes", Some("step04_escape"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "stays inside", Some("step05_escape"))]
+#[case::step06_init(Step::Step06Init, "stays inside", None)]
 fn chroot_escape(#[case] step: Step, #[case] expected: &str, #[case] transcript: Option<&str>) {
     let rootfs = escape::rootfs_with_probe(&format!("escape-{}", step.short()));
     let secret = workshop_tests::scratch().join(format!(
@@ -371,6 +376,7 @@ fn mountinfo_inside(#[case] step: Step, #[case] expected: &[&str], #[case] trans
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
     let host_mounts = host::mountinfo(); // before: the copy is made when the container starts
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
@@ -381,13 +387,14 @@ fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
     host::kill(init, nix::sys::signal::Signal::SIGKILL); // seen: end the container
     let output = running.wait();
     let seen = seen.unwrap_or_else(|err| panic!("cannot list the container's mounts: {err}"));
-    if step == Step::Step05PivotRoot {
+    if step == Step::Step05PivotRoot || step == Step::Step06Init {
         assert_eq!(
             seen,
             STEP05_MOUNTS,
-            "step05: the container's mount namespace should hold only the container's mounts: \
+            "{}: the container's mount namespace should hold only the container's mounts: \
              the rootfs as `/`, its /dev and its proc. A host mount left there means (7) did \
              not detach the old root. See {}.\n{output}",
+            step.short(),
             step.chapter()
         );
     } else {

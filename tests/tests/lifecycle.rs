@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Output, Runner, Step, Transcript, host};
+use workshop_tests::{Output, Runner, Step, Transcript, host, in_background};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -18,13 +18,15 @@ const VANISH_SECONDS: f64 = 3.0;
 const OUTLIVE_SECONDS: f64 = 0.5;
 
 /// The step's source file, for failure messages. step05's runtime is
-/// step04's, called from the kit, with a child of its own.
+/// step04's, called from the kit, with a child of its own; step06's init is
+/// in the kit.
 fn source(step: Step) -> String {
     match step {
         Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_container` and `container` \
              call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
              step04-full-demo/src/main.rs)"
             .to_string(),
+        Step::Step06Init => "kit/src/init.rs".to_string(),
         _ => format!("{}/src/main.rs", step.name()),
     }
 }
@@ -52,6 +54,11 @@ fn status_section(step: Step) -> &'static str {
             "step04's `wait_for`, where the parent of `fork_container` waits: Exited(code) \
              becomes code, Signaled(N) becomes 128+N"
         }
+        Step::Step06Init => {
+            "(5) `reap`, where the init collects the command: Exited(code) becomes code, \
+             Signaled(N) becomes 128+N, the init's exit code, which the runtime's `wait_for` \
+             passes on"
+        }
     }
 }
 
@@ -75,6 +82,10 @@ fn pid1_section(step: Step) -> &'static str {
             "step04's `new_namespaces` (CLONE_NEWPID), called first in `run`, and \
              `fork_container` (the child is the namespace's PID 1)"
         }
+        Step::Step06Init => {
+            "step04's `new_namespaces` (CLONE_NEWPID), and (1) `fork_init` (the child, the \
+             namespace's PID 1, is the init)"
+        }
     }
 }
 
@@ -85,6 +96,7 @@ fn pid1_section(step: Step) -> &'static str {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -112,6 +124,7 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -175,18 +188,6 @@ fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
     output.expect_code(128 + Signal::SIGKILL as i32, "SIGKILL from the host ends PID 1");
 }
 
-/// A shell command that starts `sleep SECONDS` in the background, holding no
-/// output pipe (`>&- 2>&-`: a leftover sleep must not keep the harness waiting
-/// for the end of the output). Why not just `sleep SECONDS &`: busybox's sh
-/// gives a background job /dev/null as its stdin and fails without one ("can't
-/// open '/dev/null'"), and the container's /dev is empty up to step04 (step05
-/// is the first to mount one: tests/tests/dev.rs).
-/// It does so only for the first process of a background pipeline: so the
-/// sleep comes second, after `:`, whose complaint `2>&-` silences.
-fn in_background(seconds: &str) -> String {
-    format!("{{ : | sleep {seconds} >&- 2>&- & }} 2>&-")
-}
-
 /// A sleep duration no other run uses, to find that sleep on the host by its
 /// command line: 9, this test process's PID, the step's number.
 fn unique_seconds(step: Step) -> String {
@@ -208,9 +209,10 @@ fn processes_with_word(word: &str) -> Vec<i32> {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn pid1_exit_empties_the_namespace(#[case] step: Step) {
     let seconds = unique_seconds(step);
-    let script = format!("{}; echo \"started $!\"", in_background(&seconds));
+    let script = format!("{}; echo \"started $!\"", in_background(&format!("sleep {seconds}")));
     let output =
         Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn().allow_leftovers().wait();
     let started = output
@@ -258,8 +260,9 @@ fn pid1_exit_empties_the_namespace(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn killing_the_runtime_kills_the_container(#[case] step: Step) {
-    let script = format!("{}; echo ready; sleep 30", in_background("30"));
+    let script = format!("{}; echo ready; sleep 30", in_background("sleep 30"));
     let mut running = Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn();
     running.wait_for_line("ready");
     let (running, init) = running.container_init(step);
@@ -588,6 +591,7 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
 fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
     const FD: i32 = 9;
     let script = "ls /proc/1/fd; echo ready; sleep 30";

@@ -22,6 +22,7 @@ fn private_remount_section(step: Step) -> (&'static str, &'static str) {
     match step {
         Step::Step02UnshareCli => ("(4)", "`set_propagation` (private is --propagation's default)"),
         Step::Step03PidNs | Step::Step04FullDemo => ("(2)", "`make_mounts_private`"),
+        Step::Step06Init => ("(2) of step04", "`article::make_mounts_private`, which `run` calls"),
         Step::Step01Chroot => unreachable!("step01 makes no mount namespace"),
         Step::Step05PivotRoot => unreachable!("step05 calls step04's, which a student cannot skip"),
     }

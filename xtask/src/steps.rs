@@ -26,6 +26,9 @@ pub enum Step {
     /// step04 sealed with pivot_root, and a /dev of its own
     #[value(name = "step05", alias = "step05-pivot-root")]
     Step05PivotRoot,
+    /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
+    #[value(name = "step06", alias = "step06-init")]
+    Step06Init,
 }
 
 /// How a step takes its arguments.
@@ -52,12 +55,13 @@ pub struct Info {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
         Step::Step04FullDemo,
         Step::Step05PivotRoot,
+        Step::Step06Init,
     ];
 
     /// The table: one row per step.
@@ -71,6 +75,7 @@ impl Step {
             Step::Step05PivotRoot => {
                 ("step05-pivot-root", RootfsThenCommand, &["pivot_root", "dev"])
             }
+            Step::Step06Init => ("step06-init", RootfsThenCommand, &["init", "enter"]),
         };
         Info { crate_name, args, kit_modules }
     }
