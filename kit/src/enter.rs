@@ -127,7 +127,7 @@ pub fn open_target(pid: i32) -> Result<Target> {
 /// <https://man7.org/linux/man-pages/man2/setns.2.html>
 pub fn join(target: &Target) -> Result<()> {
     let pid = target.pid;
-    // ANCHOR: exercise_join (6) join the namespaces: setns(2) with the pidfd, then fchdir(2) to the root and chroot(2) into "."
+    // ANCHOR: exercise_join (6) join the container: setns(2) with the pidfd, then fchdir(2) to the root and chroot(2) into "."
     setns(&target.pidfd, target.namespaces).map_err(|err| match err {
         Errno::EPERM => anyhow!(
             "setns: {err}\nhint: entering a container takes the privileges that made it: use \
@@ -168,7 +168,7 @@ fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> nix::Result<()> {
 /// (The mount namespace and the root, by contrast, were ours at once, and the
 /// child inherits them.)
 pub fn fork_in(command: &[CString]) -> Result<ExitCode> {
-    // ANCHOR: exercise_fork_in (7) fork into the PID namespace: fork(2) with fork_and_wait(command, run_command)
+    // ANCHOR: exercise_fork_in (7) fork into the PID namespace: fork(2) with step05's fork_and_wait(command, run_command)
     fork_and_wait(command, run_command)
     // ANCHOR_END: exercise_fork_in
 }

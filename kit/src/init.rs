@@ -105,7 +105,7 @@ pub fn block_signals() {
     // would reap our children itself: the command's status would be lost.
     // SAFETY: the default action is no handler of ours.
     let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) };
-    // ANCHOR: exercise_block_signals (2) block the signals the init waits for: sigprocmask(2) with waited_for(), and SIGTTIN, SIGTTOU
+    // ANCHOR: exercise_block_signals (2) block the signals PID 1 must take: sigprocmask(2) with waited_for(), and SIGTTIN, SIGTTOU
     let mut blocked = waited_for();
     // The init leaves the terminal's job in (3): if it ever wrote to the
     // terminal from there, the kernel would send it SIGTTOU, dropped for PID 1
@@ -159,7 +159,7 @@ pub fn run_command(argv: &[*const libc::c_char]) -> ! {
 /// init sends it on to the command, its child, by PID, as tini does.
 /// <https://man7.org/linux/man-pages/man2/kill.2.html>
 pub fn forward(signal: Signal, command: Pid) {
-    // ANCHOR: exercise_forward (4) pass the signal on: kill(2) the command with it
+    // ANCHOR: exercise_forward (4) forward signals: kill(2) the command with the signal
     // ESRCH: the command has just ended; its SIGCHLD is on its way.
     let _ = kill(command, signal);
     // ANCHOR_END: exercise_forward
@@ -174,7 +174,7 @@ pub fn forward(signal: Signal, command: Pid) {
 /// code, or 128+N when signal N killed it, as a shell and step04 report it.
 /// <https://man7.org/linux/man-pages/man2/waitpid.2.html>
 pub fn reap(command: Pid) -> Option<i32> {
-    // ANCHOR: exercise_reap (5) reap every child: waitpid(2) on any child with WNOHANG, until none is left
+    // ANCHOR: exercise_reap (5) reap every zombie, and pass the status on: waitpid(2) on any child with WNOHANG, until none is left
     let mut status = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {

@@ -22,8 +22,8 @@ const OUTLIVE_SECONDS: f64 = 0.5;
 /// in the kit.
 fn source(step: Step) -> String {
     match step {
-        Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_container` and `container` \
-             call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
+        Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_and_wait`, `container` and \
+             `start_sealed` call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
              step04-full-demo/src/main.rs)"
             .to_string(),
         Step::Step06Init => "kit/src/init.rs".to_string(),
@@ -51,7 +51,7 @@ fn status_section(step: Step) -> &'static str {
              Signaled(N) becomes 128+N"
         }
         Step::Step05PivotRoot => {
-            "step04's `wait_for`, where the parent of `fork_container` waits: Exited(code) \
+            "step04's `wait_for`, where the parent of `fork_and_wait` waits: Exited(code) \
              becomes code, Signaled(N) becomes 128+N"
         }
         Step::Step06Init => {
@@ -80,7 +80,7 @@ fn pid1_section(step: Step) -> &'static str {
         }
         Step::Step05PivotRoot => {
             "step04's `new_namespaces` (CLONE_NEWPID), called first in `run`, and \
-             `fork_container` (the child is the namespace's PID 1)"
+             `fork_and_wait` (the child is the namespace's PID 1)"
         }
         Step::Step06Init => {
             "step04's `new_namespaces` (CLONE_NEWPID), and (1) `fork_init` (the child, the \
