@@ -46,7 +46,7 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step01_chroot(Step::Step01Chroot, "(1)", Some("step01_missing_rootfs"))]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", None)]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
@@ -89,7 +89,8 @@ fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript:
 #[case::step01_chroot(Step::Step01Chroot, "(1)")]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)")]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'")]
+#[case::step06_init(Step::Step06Init, "'The program'")]
 fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
     let file = regular_file();
     let output = Runner::step(step, step.args_for(&file, &[])).run();
@@ -186,7 +187,9 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
 #[case::step05_proc_missing(Step::Step05PivotRoot, "proc", "missing", "(7)")]
 #[case::step05_dev_missing(Step::Step05PivotRoot, "dev", "missing", "(2)")]
 #[case::step05_dev_symlink(Step::Step05PivotRoot, "dev", "symlink", "(2)")]
+#[case::step06_proc_missing(Step::Step06Init, "proc", "missing", "'The program'")]
 #[case::step06_dev_missing(Step::Step06Init, "dev", "missing", "'The program'")]
+#[case::step06_dev_symlink(Step::Step06Init, "dev", "symlink", "'The program'")]
 fn mount_point_not_a_directory(
     #[case] step: Step,
     #[case] dir: &str,
@@ -230,7 +233,7 @@ fn mount_point_not_a_directory(
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(2)", "CAP_SYS_ADMIN", None)]
 #[case::step03_pid_ns(Step::Step03PidNs, "(1)", "CAP_SYS_ADMIN", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", "CAP_SYS_ADMIN", None)]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", "CAP_SYS_ADMIN", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", "CAP_SYS_ADMIN", None)]
 fn not_root(
     #[case] step: Step,
@@ -303,6 +306,9 @@ fn not_root(
 #[case::step05_pivot_root_runtime(Step::Step05PivotRoot, &[MISSING_ROOTFS], false, 125)]
 #[case::step05_pivot_root_usage(Step::Step05PivotRoot, &["--bogus"], false, 125)]
 #[case::step05_pivot_root_exec(Step::Step05PivotRoot, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step06_init_runtime(Step::Step06Init, &[MISSING_ROOTFS], false, 125)]
+#[case::step06_init_usage(Step::Step06Init, &["--bogus"], false, 125)]
+#[case::step06_init_exec(Step::Step06Init, &[ROOTFS, MISSING_COMMAND], false, 127)]
 fn stderr_closed_keeps_the_status(
     #[case] step: Step,
     #[case] args: &[&str],

@@ -6,14 +6,17 @@
 
 use rstest::rstest;
 use workshop_tests::transcript::procps_columns;
-use workshop_tests::{Output, ROOTFS, Runner, Step, Transcript, c_demo, with_rootfs};
+use workshop_tests::{
+    Output, ROOTFS, Runner, Step, Transcript, alpine_rootfs, c_demo, with_rootfs,
+};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
 
 /// `ps` inside each step, in the article's busybox format. Steps 02 to 05
-/// show their shell as PID 1 and `ps` itself; step01 has no /proc yet, so
-/// busybox's ps finds nothing to list.
+/// show their shell as PID 1 and `ps` itself; from step06 on, PID 1 is the
+/// init, and the shell is PID 2; step01 has no /proc yet, so busybox's ps
+/// finds nothing to list.
 #[rstest]
 #[case::step01_chroot("step01_ps_without_proc", Step::Step01Chroot, &[ROOTFS])]
 #[case::step02_unshare_cli(
@@ -23,6 +26,7 @@ const ALPINE_PROMPT: &str = "/ # ";
 )]
 #[case::step04_full_demo("step04_ps", Step::Step04FullDemo, &[ROOTFS])]
 #[case::step05_pivot_root("step05_ps", Step::Step05PivotRoot, &[ROOTFS])]
+#[case::step06_init("step06_ps", Step::Step06Init, &[ROOTFS])]
 fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
         Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);
@@ -37,10 +41,31 @@ fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str])
             step.short(),
             step.chapter()
         );
+    } else if step >= Step::Step06Init {
+        let rows: Vec<(&str, String)> =
+            table[1..].iter().map(|line| pid_and_command(line)).collect();
+        let init = format!("{} {}", step.name(), alpine_rootfs().display());
+        assert!(
+            rows.len() == 3
+                && rows[0] == ("1", init.clone())
+                && rows[1..] == [("2", "/bin/sh".to_string()), ("3", "ps".to_string())],
+            "{}: ps inside should list exactly three processes: the init as PID 1 (the \
+             runtime's child, so its command line is the runtime's, `{init}`), the shell it \
+             started as PID 2, and ps as PID 3. See {}.\n{output}",
+            step.short(),
+            step.chapter()
+        );
     } else {
         expect_ps_table(&output, &table[1..], step.short(), &step.chapter());
     }
     transcript.assert_matches(name);
+}
+
+/// A row of busybox's `ps`: its PID, and its command with its arguments
+/// (after PID, USER and TIME).
+fn pid_and_command(line: &str) -> (&str, String) {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[0], fields.get(3..).unwrap_or_default().join(" "))
 }
 
 /// The check of `ps_inside`: busybox's `ps` lists exactly the shell as PID 1
