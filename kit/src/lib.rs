@@ -8,6 +8,8 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`overlay`] (step07): the rootfs becomes a read-only image under an
+//!   overlay, and each container writes to a layer of its own.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -15,3 +17,5 @@
 #[allow(dead_code)]
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
+
+pub mod overlay;
