@@ -65,6 +65,9 @@ pub const KEEP: &str = "keep";
 /// overlay, and gave overlayfs the `userxattr` option that makes it possible.
 pub const ROOTLESS_OVERLAY_SINCE: (u32, u32) = (5, 11);
 
+/// Linux 5.10 gave overlayfs the `volatile` option.
+pub const VOLATILE_SINCE: (u32, u32) = (5, 10);
+
 /// The container's directory, from (1) to (3) or (4). Dropped without
 /// [`Layer::end`] (an error before the container ran), it removes itself.
 pub struct Layer {
@@ -184,7 +187,14 @@ impl Layer {
                 );
             }
         }
-        mount_overlay(&rootfs, &upper, &work, self.rootless)
+        let mut flags = Vec::new();
+        if self.rootless {
+            flags.push("userxattr");
+        }
+        if !self.keep && kernel_at_least(&kernel_release(), VOLATILE_SINCE) {
+            flags.push("volatile");
+        }
+        mount_overlay(&rootfs, &upper, &work, &flags)
             .map_err(|err| explain_mount_failure(err, self.rootless, &self.containers_path))
     }
     // ANCHOR_END: mount_over
@@ -254,7 +264,7 @@ impl Drop for Layer {
 /// dies: a directory that nobody holds is a leftover. The handles are
 /// relative to the directory, not to `/`: they still work after the root changes.
 fn make_container_dir(containers: &Dir, name: &str) -> io::Result<(Dir, File)> {
-    // ANCHOR: exercise_container_dir (1) the container's directory: mkdir(2) NAME, open it, flock(2) it (File::try_lock), then mkdir(2) upper and work in it
+    // ANCHOR: exercise_container_dir (1) the container's directory: mkdir(2) NAME, lock it with flock(2), mkdir(2) upper and work in it
     containers.create_dir(name)?;
     let dir = containers.open_dir(name)?;
     let lock = readable(&dir)?;
@@ -269,16 +279,19 @@ fn make_container_dir(containers: &Dir, name: &str) -> io::Result<(Dir, File)> {
 // ANCHOR: mount_overlay
 /// (2) An overlay on ROOTFS: `lowerdir` is the image, read-only; `upperdir`
 /// receives every change; `workdir`, on the same filesystem as `upperdir`,
-/// is where overlayfs prepares a change before it moves it into place. In a
-/// user namespace, `userxattr` keeps overlayfs's marks in `user.overlay.*`
-/// extended attributes, since only the host's root may write `trusted.*` ones.
+/// is where overlayfs prepares a change before it moves it into place.
+/// `flags` are options without a value: `userxattr` in a user namespace,
+/// where overlayfs must keep its marks in `user.overlay.*` extended
+/// attributes (only the host's root may write `trusted.*` ones); `volatile`
+/// for a layer that is thrown away, so that unmounting it does not first
+/// sync the whole filesystem under it (Linux 5.10 or later).
 /// <https://man7.org/linux/man-pages/man2/mount.2.html>
-fn mount_overlay(rootfs: &Path, upper: &Path, work: &Path, rootless: bool) -> nix::Result<()> {
-    // ANCHOR: exercise_mount_overlay (2) mount the overlay: mount(2) an "overlay" on ROOTFS, with the options lowerdir=ROOTFS,upperdir=UPPER,workdir=WORK (escape each path), and userxattr when rootless
+fn mount_overlay(rootfs: &Path, upper: &Path, work: &Path, flags: &[&str]) -> nix::Result<()> {
+    // ANCHOR: exercise_mount_overlay (2) mount the overlay: mount(2) "overlay" on ROOTFS, options lowerdir=,upperdir=,workdir=, then the flags
     let [lower, upper, work] = [rootfs, upper, work].map(escape);
     let mut options = format!("lowerdir={lower},upperdir={upper},workdir={work}");
-    if rootless {
-        options.push_str(",userxattr");
+    for flag in flags {
+        options = options + "," + flag;
     }
     mount(Some("overlay"), rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
     // ANCHOR_END: exercise_mount_overlay
@@ -305,7 +318,7 @@ pub fn escape(path: &Path) -> String {
 /// that handle, with openat(2) and unlinkat(2), and never follows a symlink
 /// the container may have left in its layer.
 fn remove_container_dir(containers: &Dir, name: &str) -> io::Result<()> {
-    // ANCHOR: exercise_remove (3) remove the container's directory: unlinkat(2) it and all in it, relative to the handle on the containers' directory (Dir::remove_dir_all)
+    // ANCHOR: exercise_remove (3) remove the container's directory: unlinkat(2) all of it, relative to the handle (remove_dir_all)
     containers.remove_dir_all(name)
     // ANCHOR_END: exercise_remove
 }
@@ -339,7 +352,7 @@ pub enum Kind {
 /// opaque (the `overlay.opaque` extended attribute is `y`).
 /// <https://docs.kernel.org/filesystems/overlayfs.html#whiteouts-and-opaque-directories>
 fn kind(meta: &Metadata, in_image: bool, opaque: bool) -> Kind {
-    // ANCHOR: exercise_kind (4) read the layer: a character device 0/0 is a whiteout, see stat(2) (file_type, rdev); then opaque, in the image, or added
+    // ANCHOR: exercise_kind (4) read the layer: a whiteout is a character device 0/0, see stat(2); then opaque, in the image, or added
     if meta.file_type().is_char_device() && meta.rdev() == 0 {
         Kind::Deleted
     } else if opaque {
@@ -483,14 +496,19 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-/// Whether a kernel of this release lets a user namespace mount an overlay.
-/// A release we cannot read is given the benefit of the doubt: mount(2) will say.
-pub fn kernel_allows_rootless_overlay(release: &str) -> bool {
+/// Whether a kernel of this release (`uname -r`) is `version` or later. A
+/// release we cannot read is given the benefit of the doubt: mount(2) will say.
+pub fn kernel_at_least(release: &str, version: (u32, u32)) -> bool {
     let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>());
     match (numbers.next(), numbers.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= ROOTLESS_OVERLAY_SINCE,
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= version,
         _ => true,
     }
+}
+
+/// Whether a kernel of this release lets a user namespace mount an overlay.
+pub fn kernel_allows_rootless_overlay(release: &str) -> bool {
+    kernel_at_least(release, ROOTLESS_OVERLAY_SINCE)
 }
 
 /// Refuses a rootless overlay on a kernel that cannot mount one, saying why.
@@ -642,6 +660,8 @@ mod tests {
             assert!(check_kernel_for_rootless(new).is_ok());
         }
         assert!(kernel_allows_rootless_overlay(""), "unknown: let mount(2) decide");
+        assert!(kernel_at_least("5.10.0-28-amd64", VOLATILE_SINCE));
+        assert!(!kernel_at_least("5.4.0-150-generic", VOLATILE_SINCE));
     }
 
     #[test]
