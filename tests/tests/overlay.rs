@@ -131,7 +131,14 @@ fn step07_two_containers_see_only_their_own_writes() {
     };
     // Both are running, and each has written its file, before either looks.
     let (a, b) = (start("a"), start("b"));
-    assert_eq!(containers.entries().len(), 2, "two containers, two directories");
+    assert_eq!(
+        containers.entries().len(),
+        2,
+        "step07: two containers are running, and their containers' directory should hold a \
+         directory for each: did one runtime take the other's for a leftover and remove it? A \
+         runtime holds an flock(2) lock on its directory while it lives. See {}, section (1).",
+        STEP.chapter()
+    );
     let (a, a_init) = a.container_init(STEP);
     let (b, b_init) = b.container_init(STEP);
     host::kill(a_init, Signal::SIGUSR1);
