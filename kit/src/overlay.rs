@@ -101,15 +101,19 @@ impl Layer {
             check_kernel_for_rootless(&kernel_release())?;
         }
         let containers_path = match &options.containers_dir {
-            Some(dir) => std::path::absolute(dir)?,
+            Some(dir) => std::path::absolute(dir).context("failed to find --containers-dir")?,
             None => default_containers_dir(rootless)?,
         };
         let containers = open_containers_dir(&containers_path, options.containers_dir.is_none())?;
         check_upper_filesystem(&containers, &containers_path)?;
         // One runtime at a time looks for leftovers and makes its directory.
+        let shown = containers_path.display();
         let busy = readable(&containers)?;
-        busy.lock().context("failed to lock the containers' directory")?;
-        for stale in remove_stale(&containers)? {
+        busy.lock().with_context(|| format!("failed to lock the containers' directory {shown}"))?;
+        let removed = remove_stale(&containers).with_context(|| {
+            format!("failed to remove the leftovers of killed runtimes in {shown}")
+        })?;
+        for stale in removed {
             eprintln!(
                 "{}: removed {}: the directory of a container whose runtime did not end \
                  normally (killed?)",
@@ -141,7 +145,11 @@ impl Layer {
             layer.dir.write(KEEP, b"").context("failed to mark the layer to keep")?;
         }
         if rootless {
-            check_user_xattrs(&readable(&layer.dir.open_dir("upper")?)?, &layer.containers_path)?;
+            let upper = layer.dir.open_dir("upper").and_then(|upper| readable(&upper));
+            check_user_xattrs(
+                &upper.context("failed to open the upper directory")?,
+                &layer.containers_path,
+            )?;
         }
         Ok(layer)
     }
@@ -157,36 +165,12 @@ impl Layer {
     /// namespace, ROOTFS shows the image with this container's layer on top.
     /// Call it after the mounts are private, so the host never sees it.
     pub fn mount_over(&mut self, rootfs: &Path) -> Result<()> {
-        let rootfs = rootfs
-            .canonicalize()
-            .with_context(|| format!("failed to find the rootfs {}", rootfs.display()))?;
-        if self.containers_path.starts_with(&rootfs) {
-            bail!(
-                "{} is inside the rootfs {}: a container's layer cannot live in its own image\n\
-                 hint: choose a place outside it with --containers-dir",
-                self.containers_path.display(),
-                rootfs.display()
-            );
-        }
+        let rootfs = self.overlay_paths(rootfs)?;
         // A handle on the image itself, before the overlay covers it, for (4).
         let image = Dir::open_ambient_dir(&rootfs, ambient_authority())
             .with_context(|| format!("failed to open the rootfs {}", rootfs.display()))?;
-        // The merged `/` takes its owner and mode from the upper directory.
-        let root = image.dir_metadata()?;
-        let upper = readable(&self.dir.open_dir("upper")?)?;
-        upper.set_permissions(std::fs::Permissions::from_mode(root.mode() & 0o7777))?;
-        let _ = std::os::unix::fs::fchown(&upper, Some(root.uid()), Some(root.gid()));
+        self.match_root(&image)?;
         self.image = Some(image);
-        let dir = self.path();
-        let (upper, work) = (dir.join("upper"), dir.join("work"));
-        for path in [&rootfs, &upper, &work] {
-            if path.to_str().is_none() {
-                bail!(
-                    "overlayfs takes its directories as text, and {} is not UTF-8",
-                    path.display()
-                );
-            }
-        }
         let mut flags = Vec::new();
         if self.rootless {
             flags.push("userxattr");
@@ -194,6 +178,7 @@ impl Layer {
         if !self.keep && kernel_at_least(&kernel_release(), VOLATILE_SINCE) {
             flags.push("volatile");
         }
+        let (upper, work) = (self.path().join("upper"), self.path().join("work"));
         mount_overlay(&rootfs, &upper, &work, &flags)
             .map_err(|err| explain_mount_failure(err, self.rootless, &self.containers_path))
     }
@@ -234,6 +219,42 @@ impl Layer {
         }
     }
     // ANCHOR_END: end
+
+    /// ROOTFS as an absolute path, after checking that overlayfs can take it
+    /// and the container's directory: as text, and one not inside the other.
+    fn overlay_paths(&self, rootfs: &Path) -> Result<PathBuf> {
+        let rootfs = rootfs
+            .canonicalize()
+            .with_context(|| format!("failed to find the rootfs {}", rootfs.display()))?;
+        if self.containers_path.starts_with(&rootfs) {
+            bail!(
+                "{} is inside the rootfs {}: a container's layer cannot live in its own image\n\
+                 hint: choose a place outside it with --containers-dir",
+                self.containers_path.display(),
+                rootfs.display()
+            );
+        }
+        for path in [&rootfs, &self.path()] {
+            if path.to_str().is_none() {
+                bail!("overlayfs takes paths as text, and {} is not UTF-8", path.display());
+            }
+        }
+        Ok(rootfs)
+    }
+
+    /// The merged `/` takes its owner and mode from the upper directory: give
+    /// it the image's, or the container's `/` would be, say, 0700 and root's.
+    fn match_root(&self, image: &Dir) -> Result<()> {
+        let root = image.dir_metadata()?;
+        let upper = self.dir.open_dir("upper").and_then(|upper| readable(&upper));
+        let upper = upper.context("failed to open the upper directory")?;
+        upper
+            .set_permissions(std::fs::Permissions::from_mode(root.mode() & 0o7777))
+            .context("failed to give the upper directory the mode of the image's /")?;
+        // The owner too, when we may: rootless, the image's may be no one we know.
+        let _ = std::os::unix::fs::fchown(&upper, Some(root.uid()), Some(root.gid()));
+        Ok(())
+    }
 
     /// (4) What the upper directory holds, path by path, sorted. overlayfs's
     /// scratch space, `work/`, is of no use any more: it goes first.

@@ -106,11 +106,14 @@ fn rm_rf_bin(#[case] step: Step) {
 }
 
 /// The script of one of two containers running at once: it writes a file of
-/// its own, says it is ready, and lists `/` when the test sends it SIGUSR1.
+/// its own, says it is ready, and lists `/` when the test sends it SIGUSR1
+/// (between two short sleeps). It ends by itself after some 30 s, should
+/// the test fail before it sends the signal. (Not `sleep 30 & wait`: a job
+/// in the background needs /dev/null, and before step05 there is no /dev.)
 fn writer(me: &str) -> String {
     format!(
         "echo {me} > /written-by-{me}; trap 'ls /; exit 0' USR1; echo ready; \
-         while true; do sleep 0.05; done"
+         i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done"
     )
 }
 
@@ -131,14 +134,17 @@ fn step07_two_containers_see_only_their_own_writes() {
     };
     // Both are running, and each has written its file, before either looks.
     let (a, b) = (start("a"), start("b"));
-    assert_eq!(
-        containers.entries().len(),
-        2,
-        "step07: two containers are running, and their containers' directory should hold a \
-         directory for each: did one runtime take the other's for a leftover and remove it? A \
-         runtime holds an flock(2) lock on its directory while it lives. See {}, section (1).",
-        STEP.chapter()
-    );
+    let entries = containers.entries();
+    if entries.len() != 2 {
+        host::kill_all(&[b.pid()]);
+        a.abort(&format!(
+            "step07: two containers are running, and their containers' directory should hold a \
+             directory for each; it holds {entries:?}. Did one runtime take the other's for a \
+             leftover and remove it? A runtime holds an flock(2) lock on its directory while it \
+             lives. See {}, section (1).",
+            STEP.chapter()
+        ));
+    }
     let (a, a_init) = a.container_init(STEP);
     let (b, b_init) = b.container_init(STEP);
     host::kill(a_init, Signal::SIGUSR1);
