@@ -286,8 +286,8 @@ fn killed_runtime(#[case] cleaner: &str) {
             let (transcript, next) = Transcript::command(next);
             next.expect_success();
             let said = format!(
-                "step07-overlay: removed {}: the directory of a container whose runtime did not \
-                 end normally (killed?)",
+                "step07-overlay: removed {}, left behind by a runtime that did not finish \
+                 (killed?)",
                 containers.0.join(&left).display()
             );
             assert!(

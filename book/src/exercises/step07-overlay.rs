@@ -117,8 +117,7 @@ impl Layer {
         })?;
         for stale in removed {
             eprintln!(
-                "{}: removed {}: the directory of a container whose runtime did not end \
-                 normally (killed?)",
+                "{}: removed {}, left behind by a runtime that did not finish (killed?)",
                 program_name().to_string_lossy(),
                 containers_path.join(stale).display()
             );
