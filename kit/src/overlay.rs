@@ -71,6 +71,8 @@ pub const VOLATILE_SINCE: (u32, u32) = (5, 10);
 /// The container's directory, from (1) to (3) or (4). Dropped without
 /// [`Layer::end`] (an error before the container ran), it removes itself.
 pub struct Layer {
+    /// The image, ROOTFS, as an absolute path.
+    rootfs: PathBuf,
     /// A handle on the directory of all containers, opened in (1): it still
     /// reaches that directory after the runtime's root has changed.
     containers: Dir,
@@ -95,7 +97,7 @@ impl Layer {
     /// (1) The container's directory: found or made the containers' directory,
     /// removed what killed runtimes left there, and made this container's,
     /// with `upper/` (its layer) and `work/` (overlayfs's scratch space).
-    pub fn create(options: &Options) -> Result<Layer> {
+    pub fn create(options: &Options, rootfs: &Path) -> Result<Layer> {
         let rootless = rootless()?;
         if rootless {
             check_kernel_for_rootless(&kernel_release())?;
@@ -104,8 +106,9 @@ impl Layer {
             Some(dir) => std::path::absolute(dir).context("failed to find --containers-dir")?,
             None => default_containers_dir(rootless)?,
         };
+        let rootfs = overlay_paths(rootfs, &containers_path)?;
+        check_upper_filesystem(&containers_path)?;
         let containers = open_containers_dir(&containers_path, options.containers_dir.is_none())?;
-        check_upper_filesystem(&containers, &containers_path)?;
         // One runtime at a time looks for leftovers and makes its directory.
         let shown = containers_path.display();
         let busy = readable(&containers)?;
@@ -130,6 +133,7 @@ impl Layer {
         drop(busy);
         let keep = options.keep_layer;
         let layer = Layer {
+            rootfs,
             containers,
             containers_path,
             name,
@@ -163,10 +167,10 @@ impl Layer {
     /// (2) The overlay, mounted over ROOTFS: from now on, in this mount
     /// namespace, ROOTFS shows the image with this container's layer on top.
     /// Call it after the mounts are private, so the host never sees it.
-    pub fn mount_over(&mut self, rootfs: &Path) -> Result<()> {
-        let rootfs = self.overlay_paths(rootfs)?;
+    pub fn mount(&mut self) -> Result<()> {
+        let rootfs = &self.rootfs;
         // A handle on the image itself, before the overlay covers it, for (4).
-        let image = Dir::open_ambient_dir(&rootfs, ambient_authority())
+        let image = Dir::open_ambient_dir(rootfs, ambient_authority())
             .with_context(|| format!("failed to open the rootfs {}", rootfs.display()))?;
         self.match_root(&image)?;
         self.image = Some(image);
@@ -178,7 +182,7 @@ impl Layer {
             flags.push("volatile");
         }
         let (upper, work) = (self.path().join("upper"), self.path().join("work"));
-        mount_overlay(&rootfs, &upper, &work, &flags)
+        mount_overlay(&self.rootfs, &upper, &work, &flags)
             .map_err(|err| explain_mount_failure(err, self.rootless, &self.containers_path))
     }
     // ANCHOR_END: mount_over
@@ -218,28 +222,6 @@ impl Layer {
         }
     }
     // ANCHOR_END: end
-
-    /// ROOTFS as an absolute path, after checking that overlayfs can take it
-    /// and the container's directory: as text, and one not inside the other.
-    fn overlay_paths(&self, rootfs: &Path) -> Result<PathBuf> {
-        let rootfs = rootfs
-            .canonicalize()
-            .with_context(|| format!("failed to find the rootfs {}", rootfs.display()))?;
-        if self.containers_path.starts_with(&rootfs) {
-            bail!(
-                "{} is inside the rootfs {}: a container's layer cannot live in its own image\n\
-                 hint: choose a place outside it with --containers-dir",
-                self.containers_path.display(),
-                rootfs.display()
-            );
-        }
-        for path in [&rootfs, &self.path()] {
-            if path.to_str().is_none() {
-                bail!("overlayfs takes paths as text, and {} is not UTF-8", path.display());
-            }
-        }
-        Ok(rootfs)
-    }
 
     /// The merged `/` takes its owner and mode from the upper directory: give
     /// it the image's, or the container's `/` would be, say, 0700 and root's.
@@ -567,10 +549,36 @@ pub fn containers_dir_for(rootless: bool, xdg_runtime_dir: Option<&OsStr>, uid: 
 }
 // ANCHOR_END: where
 
+/// ROOTFS as an absolute path, after checking, before anything is made,
+/// that overlayfs can take it and the containers' directory: as text (its
+/// options are text), and the one not inside the other.
+fn overlay_paths(rootfs: &Path, containers: &Path) -> Result<PathBuf> {
+    let canonical = rootfs
+        .canonicalize()
+        .with_context(|| format!("failed to find the rootfs {}", rootfs.display()))?;
+    if containers.starts_with(&canonical) || containers.starts_with(std::path::absolute(rootfs)?) {
+        bail!(
+            "{} is inside the rootfs {}: a container's layer cannot live in its own image\n\
+             hint: choose a place outside it with --containers-dir",
+            containers.display(),
+            canonical.display()
+        );
+    }
+    for path in [&canonical, containers] {
+        if path.to_str().is_none() {
+            bail!("overlayfs takes paths as text, and {} is not UTF-8", path.display());
+        }
+    }
+    Ok(canonical)
+}
+
 /// Makes the containers' directory if need be (0700: only its owner looks
 /// in), and opens it. A default one must be a real directory that we own:
 /// in /tmp, another user could have made it first to read our containers' files.
 fn open_containers_dir(path: &Path, is_default: bool) -> Result<Dir> {
+    if path.exists() && !path.is_dir() {
+        bail!("{} is not a directory: the containers' directories go there", path.display());
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -593,9 +601,12 @@ fn open_containers_dir(path: &Path, is_default: bool) -> Result<Dir> {
 
 /// The upper directory cannot be on an overlay itself (the kernel refuses),
 /// which happens when the runtime runs in a container whose `/` is one.
-fn check_upper_filesystem(containers: &Dir, path: &Path) -> Result<()> {
-    use nix::sys::statfs::{OVERLAYFS_SUPER_MAGIC, fstatfs};
-    let kind = fstatfs(containers).map(|s| s.filesystem_type());
+/// Checked before the containers' directory is made: on the filesystem of
+/// its nearest ancestor that exists, where it would be made.
+fn check_upper_filesystem(path: &Path) -> Result<()> {
+    use nix::sys::statfs::{OVERLAYFS_SUPER_MAGIC, statfs};
+    let existing = path.ancestors().find(|dir| dir.exists()).unwrap_or(Path::new("/"));
+    let kind = statfs(existing).map(|s| s.filesystem_type());
     if kind.is_ok_and(|kind| kind == OVERLAYFS_SUPER_MAGIC) {
         bail!(
             "{} is on an overlay filesystem, and overlayfs cannot use a directory there as a \

@@ -51,8 +51,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
     new_namespaces()?;
     make_mounts_private()?;
-    let mut layer = Layer::create(&cli.overlay)?; // (1) the container's directory
-    layer.mount_over(&cli.rootfs)?; // (2) the overlay: ROOTFS is the image under it
+    let mut layer = Layer::create(&cli.overlay, &cli.rootfs)?; // (1) the container's directory
+    layer.mount()?; // (2) the overlay over ROOTFS: the image under the container's layer
     // TODO(step05): pivot_root and /dev here, instead of step04's chroot.
     change_root(&cli.rootfs)?;
     // TODO(step06): the init, instead of step04's fork and exec.

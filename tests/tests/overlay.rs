@@ -419,3 +419,60 @@ fn step07_keep_layer_transcript() {
         .replace(&format!("container-{}", output.pid), "container-<pid>");
     Transcript(text).assert_matches("step07_keep_layer");
 }
+
+/// A containers' directory that cannot work is refused with a message that
+/// says why, before anything is made: a file, or a directory inside the image.
+#[rstest]
+#[case::step07_a_file("a-file", "is not a directory")]
+#[case::step07_inside_the_image("inside", "is inside the rootfs")]
+fn bad_containers_dir(#[case] what: &str, #[case] message: &str) {
+    let copy = RootfsCopy::new(&format!("step07-bad-{what}"));
+    let containers = Containers::new(&format!("bad-{what}"));
+    let dir = match what {
+        "a-file" => {
+            let file = containers.0.join("a-file");
+            std::fs::write(&file, "").expect("make a file");
+            file
+        }
+        _ => copy.path().join("tmp/containers"),
+    };
+    let before = manifest(copy.path());
+    let args = [
+        "--containers-dir".to_string(),
+        dir.display().to_string(),
+        copy.path().display().to_string(),
+        "/bin/true".into(),
+    ];
+    let output = Runner::step(STEP, args).run();
+    output.expect_no_panic().expect_code(125, "the runtime refused to start");
+    assert!(output.stderr.contains(message), "step07 should say {message:?}\n{output}");
+    assert!(manifest(copy.path()) == before, "the image changed\n{output}");
+    assert!(!dir.is_dir(), "{} was made", dir.display());
+}
+
+/// overlayfs cannot put an upper directory on an overlay (as when the
+/// runtime itself runs in a container whose `/` is one): step07 says so
+/// before it makes anything there.
+#[test]
+fn step07_containers_dir_on_an_overlay() {
+    let scratch = Containers::new("on-an-overlay");
+    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.0.join(d));
+    for dir in &dirs {
+        std::fs::create_dir(dir).expect("make a directory");
+    }
+    let [lower, upper, work, merged] = dirs.map(|d| d.display().to_string());
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={lower},upperdir={upper},workdir={work} {merged} \
+         && exec {} --containers-dir {merged}/containers {} /bin/true",
+        STEP.binary().display(),
+        alpine_rootfs().display()
+    );
+    let output = Runner::program("/bin/sh", ["-c", &script]).in_private_mount_namespace().run();
+    output.expect_no_panic().expect_code(125, "the runtime refused to start");
+    assert!(
+        output.stderr.contains("is on an overlay filesystem")
+            && output.stderr.contains("hint: choose a directory on tmpfs or ext4"),
+        "step07 should say that the containers' directory is on an overlay, and what to do\n{output}"
+    );
+    assert!(!upper.is_empty() && host::list_dir(&scratch.0.join("upper")).is_empty(), "{output}");
+}
