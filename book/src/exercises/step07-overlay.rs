@@ -111,28 +111,7 @@ impl Layer {
         let rootfs = overlay_paths(rootfs, &containers_path)?;
         check_upper_filesystem(&containers_path)?;
         let containers = open_containers_dir(&containers_path, options.containers_dir.is_none())?;
-        // One runtime at a time looks for leftovers and makes its directory.
-        let shown = containers_path.display();
-        let busy = readable(&containers)?;
-        busy.lock().with_context(|| format!("failed to lock the containers' directory {shown}"))?;
-        let removed = remove_stale(&containers).with_context(|| {
-            format!("failed to remove the leftovers of killed runtimes in {shown}")
-        })?;
-        for stale in removed {
-            eprintln!(
-                "{}: removed {}, left behind by a runtime that did not finish (killed?)",
-                program_name().to_string_lossy(),
-                containers_path.join(stale).display()
-            );
-        }
-        let name = free_name(&containers, std::process::id());
-        let (dir, lock) = make_container_dir(&containers, &name).with_context(|| {
-            format!(
-                "failed to make the container's directory {}",
-                containers_path.join(&name).display()
-            )
-        })?;
-        drop(busy);
+        let (name, dir, lock) = claim(&containers, &containers_path)?;
         let keep = options.keep_layer;
         let layer = Layer {
             rootfs,
@@ -260,6 +239,31 @@ impl Drop for Layer {
         }
     }
 }
+
+// ANCHOR: claim
+/// (1) With the containers' directory locked, so that one runtime at a time
+/// does it: remove what killed runtimes left there, then make this
+/// container's directory. Returns its name, a handle on it, and its lock.
+fn claim(containers: &Dir, path: &Path) -> Result<(String, Dir, File)> {
+    let busy = readable(containers)?;
+    let shown = path.display();
+    busy.lock().with_context(|| format!("failed to lock the containers' directory {shown}"))?;
+    let removed = remove_stale(containers)
+        .with_context(|| format!("failed to remove the leftovers of killed runtimes in {shown}"))?;
+    for stale in removed {
+        eprintln!(
+            "{}: removed {}, left behind by a runtime that did not finish (killed?)",
+            program_name().to_string_lossy(),
+            path.join(stale).display()
+        );
+    }
+    let name = free_name(containers, std::process::id());
+    let (dir, lock) = make_container_dir(containers, &name).with_context(|| {
+        format!("failed to make the container's directory {}", path.join(&name).display())
+    })?;
+    Ok((name, dir, lock))
+}
+// ANCHOR_END: claim
 
 // ANCHOR: make_container_dir
 /// (1) Make `name` in the containers' directory, lock it for as long as we
