@@ -8,6 +8,10 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`init`] (step06): the container's PID 1 is an init of ours, which
+//!   reaps zombies, forwards signals and dies with the runtime.
+//! - [`enter`] (step06): run a second command in a running container, as
+//!   `docker exec` does.
 //! - [`overlay`] (step07): the rootfs becomes a read-only image under an
 //!   overlay, and each container writes to a layer of its own.
 
@@ -18,4 +22,6 @@
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
 
+pub mod enter;
+pub mod init;
 pub mod overlay;

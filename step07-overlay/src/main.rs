@@ -9,14 +9,14 @@
 //! (`--keep-layer`) and show what the container changed.
 //!
 //! The new idea is read in full in `kit/src/overlay.rs`; what earlier steps
-//! taught is called from `kit`.
+//! taught is called from `kit`: step04's namespaces and root, step06's init.
 
 use std::ffi::CString;
 use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
-use kit::article::{change_root, check_rootfs, fork_container, make_mounts_private};
+use kit::article::{change_root, check_rootfs, make_mounts_private};
 use kit::article::{new_namespaces, program_name};
 use kit::overlay::{self, Layer};
 
@@ -55,8 +55,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     layer.mount()?; // (2) the overlay over ROOTFS: the image under the container's layer
     // TODO(step05): pivot_root and /dev here, instead of step04's chroot.
     change_root(&cli.rootfs)?;
-    // TODO(step06): the init, instead of step04's fork and exec.
-    let status = fork_container(&command);
+    let status = kit::init::fork_init(&command); // step06's init as the container's PID 1
     layer.end(); // (3) remove the container's directory, or (4) keep its layer
     status
 }

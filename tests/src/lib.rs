@@ -1,6 +1,6 @@
 //! The workshop's test harness, written once and shared by every test file.
 //!
-//! It builds the four step binaries, prepares the Alpine rootfs once per run
+//! It builds the step binaries, prepares the Alpine rootfs once per run
 //! (with the same code as `cargo xtask rootfs`), runs a step as a child
 //! process — as root, or as "root" inside a user namespace when the tests run
 //! without sudo — and checks after every run that the host is as it was: the
@@ -30,15 +30,17 @@ pub enum Step {
     Step02UnshareCli,
     Step03PidNs,
     Step04FullDemo,
+    Step06Init,
     Step07Overlay,
 }
 
 impl Step {
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
         Step::Step04FullDemo,
+        Step::Step06Init,
         Step::Step07Overlay,
     ];
 
@@ -49,25 +51,45 @@ impl Step {
             Step::Step02UnshareCli => "step02-unshare-cli",
             Step::Step03PidNs => "step03-pid-ns",
             Step::Step04FullDemo => "step04-full-demo",
+            Step::Step06Init => "step06-init",
             Step::Step07Overlay => "step07-overlay",
         }
     }
 
-    /// The file that holds the step's exercise regions, from the workspace
-    /// root: its `src/main.rs`, or, from step05 on, the `kit` module of its new idea.
-    pub fn exercise_source(self) -> &'static str {
-        match self {
-            Step::Step07Overlay => "kit/src/overlay.rs",
-            Step::Step01Chroot => "step01-chroot/src/main.rs",
-            Step::Step02UnshareCli => "step02-unshare-cli/src/main.rs",
-            Step::Step03PidNs => "step03-pid-ns/src/main.rs",
-            Step::Step04FullDemo => "step04-full-demo/src/main.rs",
+    /// The one file that exercise mode hands out for this step, from the
+    /// workspace root: its `src/main.rs`, or the `kit` module that holds all
+    /// of its exercise regions (step07's `kit/src/overlay.rs`). None for a
+    /// step whose regions are in several files (step06), which exercise mode
+    /// cannot hand out yet.
+    pub fn exercise_source(self) -> Option<String> {
+        match self.kit_modules() {
+            [] => Some(format!("{}/src/main.rs", self.name())),
+            [module] => Some(format!("kit/src/{module}.rs")),
+            _ => None,
         }
     }
 
     /// The short name used in test names and messages, e.g. `step04`.
     pub fn short(self) -> &'static str {
         &self.name()[..6]
+    }
+
+    /// The modules of the kit (`kit/src/<module>.rs`) with this step's new
+    /// ideas: their exercise regions are the step's, besides its `main.rs`.
+    pub fn kit_modules(self) -> &'static [&'static str] {
+        match self {
+            Step::Step06Init => &["init", "enter"],
+            Step::Step07Overlay => &["overlay"],
+            _ => &[],
+        }
+    }
+
+    /// The files with this step's exercise regions, from the workspace root:
+    /// its `main.rs`, then its kit modules.
+    pub fn sources(self) -> Vec<String> {
+        let main = format!("{}/src/main.rs", self.name());
+        let modules = self.kit_modules().iter().map(|module| format!("kit/src/{module}.rs"));
+        std::iter::once(main).chain(modules).collect()
     }
 
     /// Where the book explains this step, for failure messages.
@@ -83,7 +105,9 @@ impl Step {
     pub fn args_for(self, rootfs: &Path, command: &[&str]) -> Vec<String> {
         let rootfs = rootfs.display().to_string();
         let mut args: Vec<String> = match self {
-            Step::Step01Chroot | Step::Step04FullDemo | Step::Step07Overlay => vec![rootfs],
+            Step::Step01Chroot | Step::Step04FullDemo | Step::Step06Init | Step::Step07Overlay => {
+                vec![rootfs]
+            }
             Step::Step02UnshareCli => {
                 let mut flags: Vec<String> = ["--root", &rootfs, "--mount-proc", "--pid", "--fork"]
                     .map(String::from)
@@ -106,6 +130,18 @@ impl Step {
         assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
         path
     }
+}
+
+/// A shell command that starts `command` (e.g. `sleep 30`) in the background
+/// in the container, holding no output pipe (`>&- 2>&-`: a leftover process
+/// must not keep the harness waiting for the end of the output), on every
+/// step. Why not just `command &`: busybox's sh gives a background job
+/// /dev/null as its stdin and fails without one ("can't open '/dev/null'"),
+/// and the article's steps give the container no /dev. It does so only for
+/// the first process of a background pipeline: so the command comes second,
+/// after `:`, whose complaint `2>&-` silences.
+pub fn in_background(command: &str) -> String {
+    format!("{{ : | {command} >&- 2>&- & }} 2>&-")
 }
 
 /// The workspace root (the directory with the top-level Cargo.toml).

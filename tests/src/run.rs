@@ -33,6 +33,8 @@ pub struct Runner {
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
     unprivileged: bool,
+    /// Rootless: whether the program gets a user namespace of its own.
+    own_user_namespace: bool,
     rootless_as_nobody: bool,
 }
 
@@ -73,6 +75,7 @@ impl Runner {
             mount_namespace: None,
             unprivileged: false,
             rootless_as_nobody: false,
+            own_user_namespace: true,
         }
     }
 
@@ -129,6 +132,16 @@ impl Runner {
         self
     }
 
+    /// Runs the program with the tests' own credentials in the host's user
+    /// namespace: as root when the tests are root; rootless, as this user, who
+    /// owns the user namespaces of the containers the tests start, and so may
+    /// join them (step06's `enter` does), where a user namespace of its own
+    /// would give it no privilege over theirs.
+    pub fn in_host_user_namespace(mut self) -> Runner {
+        self.own_user_namespace = false;
+        self
+    }
+
     /// Runs the program as an ordinary user without any user namespace: as
     /// `nobody` when the tests are root, as the test's own user otherwise.
     pub fn unprivileged(mut self) -> Runner {
@@ -181,7 +194,7 @@ impl Runner {
             (Some(Privilege::Root), _) if self.rootless_as_nobody => {
                 become_nobody_rootless(&mut self.cmd)
             }
-            (Some(Privilege::Rootless), _) => {
+            (Some(Privilege::Rootless), _) if self.own_user_namespace => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
             (None, true) if nix::unistd::geteuid().is_root() => become_nobody(&mut self.cmd),
@@ -283,6 +296,16 @@ impl Running {
         self.child.id() as i32
     }
 
+    /// The command line, e.g. `step06-init rootfs /bin/sleep 30`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether it runs with root's powers (real or rootless).
+    pub fn as_root(&self) -> bool {
+        self.as_root
+    }
+
     /// Waits until the program prints a line containing `text`: a sign that
     /// the container is up. Fails the test after the timeout.
     pub fn wait_for_line(&mut self, text: &str) {
@@ -300,6 +323,21 @@ impl Running {
             panic!("{message}");
         }
         panic!("`{}` never printed {text:?}; its output was:\n{output}", self.label);
+    }
+
+    /// Whether the program prints a line containing `text` within `seconds`.
+    /// Unlike [`Running::wait_for_line`], a test that gets `false` says itself
+    /// what went wrong, and ends the run.
+    pub fn prints_line_within(&mut self, text: &str, seconds: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Sends `signal` to the program we started.
@@ -444,7 +482,7 @@ pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
     let todo = xtask::exercise::find_todo_panic(stderr)?;
     let location = todo.location.as_deref().map(|l| l.trim_start_matches("tests/../"));
     let step = location
-        .and_then(|l| Step::ALL.into_iter().find(|s| l.contains(s.exercise_source())))
+        .and_then(|l| Step::ALL.into_iter().find(|s| s.sources().iter().any(|f| l.contains(f))))
         .or(step);
     let Some(step) = step else {
         return Some(format!(

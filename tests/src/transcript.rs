@@ -65,9 +65,16 @@ impl Transcript {
 /// How the learner types it: from the workspace, with sudo unless the run
 /// was meant to be unprivileged.
 fn shown(output: &Output) -> String {
-    let sudo = if output.as_root { "sudo " } else { "" };
-    let path = if output.label.starts_with("step0") { "./target/debug/" } else { "" };
-    format!("{sudo}{path}{}", output.label)
+    typed(&output.label, output.as_root)
+}
+
+/// How the learner types the command `label` (e.g. `step06-init rootfs
+/// /bin/sh`): with sudo when it runs with root's powers, and a step from
+/// `./target/debug/`. For transcripts a test puts together line by line.
+pub fn typed(label: &str, as_root: bool) -> String {
+    let sudo = if as_root { "sudo " } else { "" };
+    let path = if label.starts_with("step0") { "./target/debug/" } else { "" };
+    format!("{sudo}{path}{label}")
 }
 
 /// Adds `echo $?` when the last command failed, as a learner would check.
@@ -79,6 +86,35 @@ fn finish(mut text: String, output: &Output) -> String {
         text.push_str(&format!("$ echo $?\n{}\n", output.code()));
     }
     text
+}
+
+/// The host's `ps` (procps) pads its PID columns to the width of the largest
+/// possible PID, which differs between machines (kernel.pid_max). Re-pad the
+/// leading PID and PPID columns to 7, what most current distributions show.
+pub fn procps_columns(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut rest = line.trim_start();
+        let numeric = |word: &str| ["PID", "PPID"].contains(&word) || word.parse::<u32>().is_ok();
+        if line.starts_with(['$', '#']) || !numeric(rest.split(' ').next().unwrap_or_default()) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut first = true;
+        loop {
+            let word = rest.split(' ').next().unwrap_or_default();
+            if !(first || numeric(word)) || word.is_empty() {
+                break;
+            }
+            out.push_str(&format!("{}{word:>7}", if first { "" } else { " " }));
+            rest = rest[word.len()..].trim_start();
+            first = false;
+        }
+        out.push_str(format!(" {rest}").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Machine-specific paths and what the book shows instead.

@@ -268,11 +268,13 @@ fn man_pages_link_to_man7() {
     assert!(problems.is_empty(), "man pages without their man7.org link:\n{}", problems.join("\n"));
 }
 
-/// The `(N)` numbers in a step's comments.
+/// The `(N)` numbers in the comments of a step's sources (its main.rs and kit modules).
 fn numbers_in_code(step: Step) -> BTreeSet<u32> {
-    let source = read(&workspace().join(step.name()).join("src/main.rs"));
+    let sources =
+        step.sources().iter().map(|file| read(&workspace().join(file))).collect::<Vec<_>>();
     let mut numbers = BTreeSet::new();
-    for line in source.lines().filter(|l| l.trim_start().starts_with("//")) {
+    let lines = sources.iter().flat_map(|source| source.lines());
+    for line in lines.filter(|l| l.trim_start().starts_with("//")) {
         for (at, _) in line.match_indices('(') {
             // `execvp(3)` names a man page section, not a step.
             let after_word =

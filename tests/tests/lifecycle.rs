@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Runner, Step, Transcript, host};
+use workshop_tests::{Runner, Step, Transcript, host, in_background};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -17,9 +17,12 @@ const VANISH_SECONDS: f64 = 3.0;
 /// How long step03's container must outlive its killed runtime to count as left behind.
 const OUTLIVE_SECONDS: f64 = 0.5;
 
-/// The step's source file, for failure messages.
+/// The step's source file, for failure messages: step06's init is in the kit.
 fn source(step: Step) -> String {
-    format!("{}/src/main.rs", step.name())
+    match step {
+        Step::Step06Init | Step::Step07Overlay => "kit/src/init.rs".to_string(),
+        _ => format!("{}/src/main.rs", step.name()),
+    }
 }
 
 /// Where a step hands its command's end back to the host, for failure messages.
@@ -37,9 +40,14 @@ fn status_section(step: Step) -> &'static str {
             "`wait_for`, where the parent of (3) waits: Exited(code) becomes code, \
              Signaled(N) becomes 128+N"
         }
-        Step::Step04FullDemo | Step::Step07Overlay => {
+        Step::Step04FullDemo => {
             "`wait_for`, where the parent of (4) waits: Exited(code) becomes code, \
              Signaled(N) becomes 128+N"
+        }
+        Step::Step06Init | Step::Step07Overlay => {
+            "(5) `reap`, where the init collects the command: Exited(code) becomes code, \
+             Signaled(N) becomes 128+N, the init's exit code, which the runtime's `wait_for` \
+             passes on"
         }
     }
 }
@@ -56,9 +64,13 @@ fn pid1_section(step: Step) -> &'static str {
             "sections (1) `new_namespaces` (CLONE_NEWPID) and (3) `fork_container` (the child \
              is the namespace's PID 1)"
         }
-        Step::Step04FullDemo | Step::Step07Overlay => {
+        Step::Step04FullDemo => {
             "sections (1) `new_namespaces` (CLONE_NEWPID) and (4) `fork_container` (the child \
              is the namespace's PID 1)"
+        }
+        Step::Step06Init | Step::Step07Overlay => {
+            "step04's `new_namespaces` (CLONE_NEWPID), and (1) `fork_init` (the child, the \
+             namespace's PID 1, is the init)"
         }
     }
 }
@@ -69,6 +81,8 @@ fn pid1_section(step: Step) -> &'static str {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -95,6 +109,8 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -131,17 +147,6 @@ fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     );
 }
 
-/// A shell command that starts `sleep SECONDS` in the background, holding no
-/// output pipe (`>&- 2>&-`: a leftover sleep must not keep the harness waiting
-/// for the end of the output). Why not just `sleep SECONDS &`: busybox's sh
-/// gives a background job /dev/null as its stdin and fails without one ("can't
-/// open '/dev/null'"), and the container's /dev is empty (no step mounts one).
-/// It does so only for the first process of a background pipeline: so the
-/// sleep comes second, after `:`, whose complaint `2>&-` silences.
-fn in_background(seconds: &str) -> String {
-    format!("{{ : | sleep {seconds} >&- 2>&- & }} 2>&-")
-}
-
 /// A sleep duration no other run uses, to find that sleep on the host by its
 /// command line: 9, this test process's PID, the step's number.
 fn unique_seconds(step: Step) -> String {
@@ -162,9 +167,11 @@ fn processes_with_word(word: &str) -> Vec<i32> {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn pid1_exit_empties_the_namespace(#[case] step: Step) {
     let seconds = unique_seconds(step);
-    let script = format!("{}; echo \"started $!\"", in_background(&seconds));
+    let script = format!("{}; echo \"started $!\"", in_background(&format!("sleep {seconds}")));
     let output =
         Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn().allow_leftovers().wait();
     let started = output
@@ -211,8 +218,10 @@ fn pid1_exit_empties_the_namespace(#[case] step: Step) {
 #[rstest]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn killing_the_runtime_kills_the_container(#[case] step: Step) {
-    let script = format!("{}; echo ready; sleep 30", in_background("30"));
+    let script = format!("{}; echo ready; sleep 30", in_background("sleep 30"));
     let mut running = Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn();
     running.wait_for_line("ready");
     let (running, init) = running.container_init(step);
@@ -359,6 +368,8 @@ fn no_fork_shows_why_unshare_pid_needs_fork(#[case] step: Step) {
 /// step04's container: the runtime is started with /dev/null on descriptor 9.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
     const FD: i32 = 9;
     let script = "ls /proc/1/fd; echo ready; sleep 30";

@@ -5,6 +5,7 @@
 //! also what the book includes.
 
 use rstest::rstest;
+use workshop_tests::transcript::procps_columns;
 use workshop_tests::{ROOTFS, Runner, Step, Transcript, with_rootfs};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
@@ -53,24 +54,6 @@ fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str])
         );
     }
     transcript.assert_matches(name);
-}
-
-/// The host's `ps` (procps) pads its PID column to the width of the largest
-/// possible PID, which differs between machines (kernel.pid_max). Re-pad it
-/// to 7, what most current distributions show.
-fn procps_columns(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let first = trimmed.split(' ').next().unwrap_or_default();
-        if !line.starts_with(['$', '#']) && (first == "PID" || first.parse::<u32>().is_ok()) {
-            out.push_str(&format!("{first:>7}{}", &trimmed[first.len()..]));
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// step03 runs on the host's files, so `ps` is the host's (procps), not busybox.

@@ -21,6 +21,23 @@ use anyhow::{Context, Result, bail};
 use crate::exercise::{self, Region};
 use crate::run::Step;
 
+/// Exercise mode works on one file per step: its `main.rs`, or the one kit
+/// module with its regions. A step whose regions are in several files
+/// (step06's `init` and `enter`) cannot be handed out this way yet.
+fn several_files_not_yet(step: Step) -> Result<()> {
+    if step.exercise_source().is_none() {
+        let files: Vec<String> =
+            step.kit_modules().iter().map(|m| format!("kit/src/{m}.rs")).collect();
+        bail!(
+            "{}'s exercise regions are in {}: exercise mode for a step in several files is not \
+             written yet",
+            step.name(),
+            files.join(" and ")
+        );
+    }
+    Ok(())
+}
+
 /// The exercise state of one workspace.
 pub struct Classroom {
     root: PathBuf,
@@ -40,7 +57,7 @@ impl Classroom {
     /// The file with the step's exercise regions, under the root:
     /// `step04-full-demo/src/main.rs`, or a `kit` module (`kit/src/overlay.rs`).
     pub fn source(&self, step: Step) -> PathBuf {
-        self.root.join(step.exercise_source())
+        self.root.join(relative_source(step))
     }
 
     fn state(&self, kind: &str, step: Step) -> PathBuf {
@@ -70,6 +87,7 @@ impl Classroom {
     /// Turns `step` into its exercise. A no-op on an exercise; refuses a file
     /// with a student's work in it unless `force`, which keeps a copy first.
     pub fn exercise(&self, step: Step, force: bool) -> Result<String> {
+        several_files_not_yet(step)?;
         let (name, path) = (step.name(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
@@ -151,6 +169,7 @@ impl Classroom {
     /// Puts the saved solution of `step` back. Refuses when the file has
     /// changed since it was handed out unless `force`, which keeps a copy first.
     pub fn solution(&self, step: Step, force: bool) -> Result<String> {
+        several_files_not_yet(step)?;
         let (name, path) = (step.name(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
@@ -199,12 +218,12 @@ impl Classroom {
     /// the exercise is the same).
     pub fn write_book(&self) -> Result<String> {
         let mut out = Vec::new();
-        for step in Step::ALL {
+        for step in Step::ALL.into_iter().filter(|step| step.exercise_source().is_some()) {
             let source = match read_if_exists(&self.saved_solution(step))? {
                 Some(solution) => solution,
                 None => read(&self.source(step))?,
             };
-            let listing = exercise::book_listing(&step.exercise_source(), &source)?;
+            let listing = exercise::book_listing(&relative_source(step), &source)?;
             let path = self.book_listing(step);
             let shown = self.show(&path);
             if read_if_exists(&path)?.as_deref() == Some(listing.as_str()) {
@@ -251,7 +270,7 @@ impl Classroom {
     /// Hints at where the solution of `step` is: the teacher, or the latest
     /// commit whose source has no `todo!()` left, if git knows one.
     fn where_to_find_the_solution(&self, step: Step) -> String {
-        let relative = step.exercise_source();
+        let relative = relative_source(step);
         let commit = self.solution_commit(&relative);
         let how = match commit {
             Some((hash, subject)) => format!(
@@ -279,6 +298,12 @@ impl Classroom {
             (!text.contains("todo!(")).then(|| (hash.to_string(), subject.to_string()))
         })
     }
+}
+
+/// The file exercise mode hands out for `step`, from the workspace root (its
+/// `main.rs` for a step it cannot hand out, which says so first).
+fn relative_source(step: Step) -> String {
+    step.exercise_source().unwrap_or_else(|| format!("{}/src/main.rs", step.crate_name()))
 }
 
 /// `(1) change the root, (2) become the command`.

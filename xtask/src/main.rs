@@ -88,7 +88,9 @@ impl Which {
     fn steps(&self) -> Vec<Step> {
         match self.step {
             Some(step) => vec![step],
-            None => Step::ALL.to_vec(),
+            // The steps whose exercises are in one file: their main.rs or one kit
+            // module (not yet those in several, as step06's).
+            None => Step::ALL.into_iter().filter(|step| step.exercise_source().is_some()).collect(),
         }
     }
 }
@@ -200,7 +202,9 @@ mod tests {
         assert_eq!((which.steps(), which.force), (vec![Step::Step04], true));
         let cli = Cli::try_parse_from(["xtask", "solution", "--all"]).unwrap();
         let Command::Solution { which } = cli.command else { panic!("{cli:?}") };
-        assert_eq!(which.steps(), Step::ALL);
+        // step06's regions are in two kit modules: exercise mode skips it for now.
+        let one_file = [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step07];
+        assert_eq!(which.steps(), one_file);
         assert!(Cli::try_parse_from(["xtask", "exercise", "--book"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "exercise"]).is_err(), "a step, --all or --book");
         assert!(Cli::try_parse_from(["xtask", "solution"]).is_err(), "a step or --all");

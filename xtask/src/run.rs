@@ -27,6 +27,9 @@ pub enum Step {
     /// the article's full container demo
     #[value(name = "step04", alias = "step04-full-demo")]
     Step04,
+    /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
+    #[value(name = "step06", alias = "step06-init")]
+    Step06,
     /// the rootfs as a read-only image under an overlay
     #[value(name = "step07", alias = "step07-overlay")]
     Step07,
@@ -34,8 +37,8 @@ pub enum Step {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 5] =
-        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step07];
+    pub const ALL: [Step; 6] =
+        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step06, Step::Step07];
 
     /// The step's crate (and binary) name.
     pub fn crate_name(self) -> &'static str {
@@ -44,16 +47,31 @@ impl Step {
             Step::Step02 => "step02-unshare-cli",
             Step::Step03 => "step03-pid-ns",
             Step::Step04 => "step04-full-demo",
+            Step::Step06 => "step06-init",
             Step::Step07 => "step07-overlay",
         }
     }
 
-    /// The file that holds the step's exercise regions, from the workspace
-    /// root: its `src/main.rs`, or, from step05 on, the `kit` module of its new idea.
-    pub fn exercise_source(self) -> String {
+    /// The kit's modules (`kit/src/<module>.rs`) that hold this step's
+    /// exercise regions, besides its `main.rs`.
+    pub fn kit_modules(self) -> &'static [&'static str] {
         match self {
-            Step::Step07 => "kit/src/overlay.rs".to_string(),
-            _ => format!("{}/src/main.rs", self.crate_name()),
+            Step::Step06 => &["init", "enter"],
+            Step::Step07 => &["overlay"],
+            _ => &[],
+        }
+    }
+
+    /// The one file that exercise mode hands out for this step, from the
+    /// workspace root: its `src/main.rs`, or the `kit` module that holds all
+    /// of its exercise regions (step07's `kit/src/overlay.rs`). None for a
+    /// step whose regions are in several files (step06), which exercise mode
+    /// cannot hand out yet.
+    pub fn exercise_source(self) -> Option<String> {
+        match self.kit_modules() {
+            [] => Some(format!("{}/src/main.rs", self.crate_name())),
+            [module] => Some(format!("kit/src/{module}.rs")),
+            _ => None,
         }
     }
 
@@ -66,7 +84,7 @@ impl Step {
     pub fn article_args(self) -> &'static [&'static str] {
         match self {
             Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
-            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step07 => &[],
+            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step06 | Step::Step07 => &[],
         }
     }
 
@@ -253,6 +271,7 @@ mod tests {
             assert_eq!(Step::from_str(step.crate_name(), false), Ok(step));
         }
         assert!(Step::from_str("step05", false).is_err());
+        assert_eq!(Step::from_str("step06-init", false), Ok(Step::Step06));
     }
 
     #[test]
