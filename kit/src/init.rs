@@ -194,8 +194,8 @@ pub fn forward(signal: Signal, command: Pid) {
 /// code, or 128+N when signal N killed it, as a shell and step04 report it.
 /// <https://man7.org/linux/man-pages/man2/waitpid.2.html>
 pub fn reap(command: Pid) -> Option<i32> {
-    let mut status = None;
     // ANCHOR: exercise_reap (5) reap every child: waitpid(2) on any child with WNOHANG, until none is left
+    let mut status = None;
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) if pid == command => status = Some(code),

@@ -23,113 +23,17 @@ pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, manifest, manifest_changes, 
 pub use run::{Output, Runner, Running};
 pub use transcript::Transcript;
 
-/// The steps of the workshop: the article's four, then those beyond it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Step01Chroot,
-    Step02UnshareCli,
-    Step03PidNs,
-    Step04FullDemo,
-    Step06Init,
-    Step07Overlay,
-}
+/// The workshop's steps, from the table that `cargo xtask` uses too
+/// (xtask/src/steps.rs): their names, arguments, sources and chapters.
+pub use xtask::steps::Step;
 
-impl Step {
-    pub const ALL: [Step; 6] = [
-        Step::Step01Chroot,
-        Step::Step02UnshareCli,
-        Step::Step03PidNs,
-        Step::Step04FullDemo,
-        Step::Step06Init,
-        Step::Step07Overlay,
-    ];
-
-    /// The crate and binary name, e.g. `step04-full-demo`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Step01Chroot => "step01-chroot",
-            Step::Step02UnshareCli => "step02-unshare-cli",
-            Step::Step03PidNs => "step03-pid-ns",
-            Step::Step04FullDemo => "step04-full-demo",
-            Step::Step06Init => "step06-init",
-            Step::Step07Overlay => "step07-overlay",
-        }
-    }
-
-    /// The one file that exercise mode hands out for this step, from the
-    /// workspace root: its `src/main.rs`, or the `kit` module that holds all
-    /// of its exercise regions (step07's `kit/src/overlay.rs`). None for a
-    /// step whose regions are in several files (step06), which exercise mode
-    /// cannot hand out yet.
-    pub fn exercise_source(self) -> Option<String> {
-        match self.kit_modules() {
-            [] => Some(format!("{}/src/main.rs", self.name())),
-            [module] => Some(format!("kit/src/{module}.rs")),
-            _ => None,
-        }
-    }
-
-    /// The short name used in test names and messages, e.g. `step04`.
-    pub fn short(self) -> &'static str {
-        &self.name()[..6]
-    }
-
-    /// The modules of the kit (`kit/src/<module>.rs`) with this step's new
-    /// ideas: their exercise regions are the step's, besides its `main.rs`.
-    pub fn kit_modules(self) -> &'static [&'static str] {
-        match self {
-            Step::Step06Init => &["init", "enter"],
-            Step::Step07Overlay => &["overlay"],
-            _ => &[],
-        }
-    }
-
-    /// The files with this step's exercise regions, from the workspace root:
-    /// its `main.rs`, then its kit modules.
-    pub fn sources(self) -> Vec<String> {
-        let main = format!("{}/src/main.rs", self.name());
-        let modules = self.kit_modules().iter().map(|module| format!("kit/src/{module}.rs"));
-        std::iter::once(main).chain(modules).collect()
-    }
-
-    /// Where the book explains this step, for failure messages.
-    pub fn chapter(self) -> String {
-        format!("book chapter '{}' (book/src/{}.md)", self.short(), self.name())
-    }
-
-    /// The arguments that run `command` in `rootfs` the way the book runs this
-    /// step: steps 01, 04 and later take ROOTFS then the command; step02 the
-    /// article's flags (`--root ROOTFS --mount-proc --pid --fork`, and
-    /// `/bin/sh` when no command is given, as the article types it); step03
-    /// runs on the host's files. An empty `command` leaves the step's default.
-    pub fn args_for(self, rootfs: &Path, command: &[&str]) -> Vec<String> {
-        let rootfs = rootfs.display().to_string();
-        let mut args: Vec<String> = match self {
-            Step::Step01Chroot | Step::Step04FullDemo | Step::Step06Init | Step::Step07Overlay => {
-                vec![rootfs]
-            }
-            Step::Step02UnshareCli => {
-                let mut flags: Vec<String> = ["--root", &rootfs, "--mount-proc", "--pid", "--fork"]
-                    .map(String::from)
-                    .to_vec();
-                if command.is_empty() {
-                    flags.push("/bin/sh".into());
-                }
-                flags
-            }
-            Step::Step03PidNs => Vec::new(),
-        };
-        args.extend(command.iter().map(|word| word.to_string()));
-        args
-    }
-
-    /// The step's binary, built by cargo from the step's own source before the
-    /// tests run (see the `[[bin]]` targets in tests/Cargo.toml).
-    pub fn binary(self) -> PathBuf {
-        let path = profile_dir().join(self.short());
-        assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
-        path
-    }
+/// The step's binary, built by cargo from the step's own source before the
+/// tests run (see the `[[bin]]` targets in tests/Cargo.toml), under its short
+/// name: `target/debug/step04`.
+pub fn binary(step: Step) -> PathBuf {
+    let path = profile_dir().join(step.short());
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
+    path
 }
 
 /// A shell command that starts `command` (e.g. `sleep 30`) in the background

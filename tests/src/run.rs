@@ -41,7 +41,7 @@ pub struct Runner {
 impl Runner {
     /// Runs `step` with `args`.
     pub fn step<S: Into<OsString>>(step: Step, args: impl IntoIterator<Item = S>) -> Runner {
-        let mut runner = Runner::program(step.binary(), args);
+        let mut runner = Runner::program(crate::binary(step), args);
         runner.cmd.arg0(step.name()); // so that clap's usage says `step04-full-demo`
         runner.label = runner.label.replacen(step.short(), step.name(), 1);
         runner.step = Some(step);
@@ -477,7 +477,8 @@ pub fn not_implemented(step: Step, number: u32, title: &str) -> String {
 /// If `stderr` shows that a step stopped at an exercise's `todo!()`, the
 /// failure message that says so: [`not_implemented`], the hint, and where the
 /// `todo!()` is. The step is the one whose source panicked (a step may run
-/// inside a shell), else `step`.
+/// inside a shell; a later step may stop in a kit module of an earlier one,
+/// `kit/src/dev.rs` is step05's), else `step`.
 pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
     let todo = xtask::exercise::find_todo_panic(stderr)?;
     let location = todo.location.as_deref().map(|l| l.trim_start_matches("tests/../"));

@@ -121,8 +121,10 @@ pub fn procps_columns(text: &str) -> String {
 fn redactions() -> Vec<(String, String)> {
     let mut paths = vec![(crate::alpine_rootfs().display().to_string(), "rootfs".to_string())];
     for step in crate::Step::ALL {
-        paths
-            .push((step.binary().display().to_string(), format!("./target/debug/{}", step.name())));
+        paths.push((
+            crate::binary(step).display().to_string(),
+            format!("./target/debug/{}", step.name()),
+        ));
     }
     paths.push((crate::scratch().display().to_string(), "/tmp/workshop".to_string()));
     paths

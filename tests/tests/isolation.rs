@@ -139,8 +139,8 @@ fn no_mount_leaks_while_running(#[case] step: Step) {
 fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case] leaks: bool) {
     let program = match runtime {
         "unshare" => host::util_linux_unshare().to_string(),
-        "step02" => Step::Step02UnshareCli.binary().display().to_string(),
-        _ => Step::Step04FullDemo.binary().display().to_string(),
+        "step02" => workshop_tests::binary(Step::Step02UnshareCli).display().to_string(),
+        _ => workshop_tests::binary(Step::Step04FullDemo).display().to_string(),
     };
     let args = with_rootfs(args);
     let proc = format!("{}/proc", alpine_rootfs().display());

@@ -48,7 +48,7 @@ fn private_remount_keeps_proc_inside(#[case] step: Step) {
          before=$(count)\n\
          {} {} || exit 1\n\
          if [ \"$(count)\" = \"$before\" ]; then echo 'kept inside'; else echo leaked; fi\n",
-        step.binary().display(),
+        workshop_tests::binary(step).display(),
         args.join(" ")
     );
     let output = Runner::program("/bin/sh", ["-c", &script]).in_shared_mount_namespace().run();

@@ -464,7 +464,7 @@ fn step07_containers_dir_on_an_overlay() {
     let script = format!(
         "mount -t overlay overlay -o lowerdir={lower},upperdir={upper},workdir={work} {merged} \
          && exec {} --containers-dir {merged}/containers {} /bin/true",
-        STEP.binary().display(),
+        workshop_tests::binary(STEP).display(),
         alpine_rootfs().display()
     );
     let output = Runner::program("/bin/sh", ["-c", &script]).in_private_mount_namespace().run();

@@ -27,11 +27,11 @@ use crate::run::Step;
 fn several_files_not_yet(step: Step) -> Result<()> {
     if step.exercise_source().is_none() {
         let files: Vec<String> =
-            step.kit_modules().iter().map(|m| format!("kit/src/{m}.rs")).collect();
+            step.info().kit_modules.iter().map(|m| format!("kit/src/{m}.rs")).collect();
         bail!(
             "{}'s exercise regions are in {}: exercise mode for a step in several files is not \
              written yet",
-            step.name(),
+            step.short(),
             files.join(" and ")
         );
     }
@@ -61,7 +61,7 @@ impl Classroom {
     }
 
     fn state(&self, kind: &str, step: Step) -> PathBuf {
-        self.root.join(".exercise").join(kind).join(format!("{}.rs", step.crate_name()))
+        self.root.join(".exercise").join(kind).join(format!("{}.rs", step.name()))
     }
 
     /// Where the solution waits while the step is an exercise.
@@ -76,7 +76,7 @@ impl Classroom {
 
     /// Where the book's exercise listing of `step` is.
     pub fn book_listing(&self, step: Step) -> PathBuf {
-        self.root.join("book/src/exercises").join(format!("{}.rs", step.crate_name()))
+        self.root.join("book/src/exercises").join(format!("{}.rs", step.name()))
     }
 
     /// `path` as typed from the workspace root.
@@ -88,7 +88,7 @@ impl Classroom {
     /// with a student's work in it unless `force`, which keeps a copy first.
     pub fn exercise(&self, step: Step, force: bool) -> Result<String> {
         several_files_not_yet(step)?;
-        let (name, path) = (step.name(), self.source(step));
+        let (name, path) = (step.short(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
         let saved = read_if_exists(&self.saved_solution(step))?;
@@ -170,7 +170,7 @@ impl Classroom {
     /// changed since it was handed out unless `force`, which keeps a copy first.
     pub fn solution(&self, step: Step, force: bool) -> Result<String> {
         several_files_not_yet(step)?;
-        let (name, path) = (step.name(), self.source(step));
+        let (name, path) = (step.short(), self.source(step));
         let shown = self.show(&path);
         let current = read(&path)?;
         let saved_path = self.saved_solution(step);
@@ -227,10 +227,10 @@ impl Classroom {
             let path = self.book_listing(step);
             let shown = self.show(&path);
             if read_if_exists(&path)?.as_deref() == Some(listing.as_str()) {
-                out.push(format!("{}: {shown} is up to date", step.name()));
+                out.push(format!("{}: {shown} is up to date", step.short()));
             } else {
                 write(&path, &listing)?;
-                out.push(format!("{}: wrote {shown}", step.name()));
+                out.push(format!("{}: wrote {shown}", step.short()));
             }
         }
         Ok(out.join("\n"))
@@ -240,11 +240,11 @@ impl Classroom {
     fn keep_student_copy(&self, step: Step, text: &str) -> Result<PathBuf> {
         let dir = self.root.join(".exercise/student");
         let stamp = utc_stamp(std::time::SystemTime::now());
-        let mut path = dir.join(format!("{}-{stamp}.rs", step.crate_name()));
+        let mut path = dir.join(format!("{}-{stamp}.rs", step.name()));
         let mut n = 1;
         while path.exists() {
             n += 1;
-            path = dir.join(format!("{}-{stamp}-{n}.rs", step.crate_name()));
+            path = dir.join(format!("{}-{stamp}-{n}.rs", step.name()));
         }
         write(&path, text)?;
         Ok(path)
@@ -303,7 +303,7 @@ impl Classroom {
 /// The file exercise mode hands out for `step`, from the workspace root (its
 /// `main.rs` for a step it cannot hand out, which says so first).
 fn relative_source(step: Step) -> String {
-    step.exercise_source().unwrap_or_else(|| format!("{}/src/main.rs", step.crate_name()))
+    step.exercise_source().unwrap_or_else(|| format!("{}/src/main.rs", step.name()))
 }
 
 /// `(1) change the root, (2) become the command`.
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn exercise_then_solution_is_byte_identical() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step04;
+        let step = Step::Step04FullDemo;
         let out = classroom.exercise(step, false).unwrap();
         assert!(out.contains("is an exercise now: 1 regions to write, (1) fork"), "{out}");
         let exercise = read(&classroom.source(step)).unwrap();
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn a_student_s_work_is_never_lost() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step01;
+        let step = Step::Step01Chroot;
         classroom.exercise(step, false).unwrap();
         let exercise = read(&classroom.source(step)).unwrap();
         let work = exercise.replace("todo!(", "my_attempt(");
@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn without_a_saved_solution_solution_says_where_to_get_it() {
         let (_dir, classroom) = workspace();
-        let step = Step::Step02;
+        let step = Step::Step02UnshareCli;
         let exercise = exercise::to_exercise(SOLUTION).unwrap();
         write(&classroom.source(step), &exercise).unwrap(); // as in a student's clone
         let err = crate::report(&classroom.solution(step, false).unwrap_err());
@@ -478,13 +478,13 @@ mod tests {
         let (_dir, classroom) = workspace();
         let out = classroom.write_book().unwrap();
         assert!(out.contains("step04: wrote book/src/exercises/step04-full-demo.rs"), "{out}");
-        let listing = read(&classroom.book_listing(Step::Step04)).unwrap();
+        let listing = read(&classroom.book_listing(Step::Step04FullDemo)).unwrap();
         assert_eq!(
             listing,
             exercise::book_listing("step04-full-demo/src/main.rs", SOLUTION).unwrap()
         );
         // In exercise mode the listing is the same.
-        classroom.exercise(Step::Step04, false).unwrap();
+        classroom.exercise(Step::Step04FullDemo, false).unwrap();
         let out = classroom.write_book().unwrap();
         assert!(
             out.contains("step04: book/src/exercises/step04-full-demo.rs is up to date"),

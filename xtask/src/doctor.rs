@@ -200,14 +200,14 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
     Step::ALL
         .iter()
         .map(|&step| {
-            let name = step.name();
+            let name = step.short();
             let commands = facts.commands_for(name);
             if commands.is_empty() {
                 return Line::new(Mark::Fail, format!("{name} cannot run here: it needs root"))
                     .hint("work as root, install sudo, or allow unprivileged user namespaces (see above)");
             }
             let mut line = Line::new(Mark::Ok, format!("{name} can run here: {}", commands.join(", or ")));
-            if step == Step::Step07 && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
+            if step == Step::Step07Overlay && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
                 line.mark = Mark::Warn;
                 line = line.hint(format!("not with --rootless: an overlay in a user namespace needs Linux 5.11 or later, and this is {}", facts.kernel));
             }

@@ -30,7 +30,7 @@ pub struct Outcome {
 impl Outcome {
     /// The step whose name the test carries (`step04` in it).
     pub fn step(&self) -> Option<Step> {
-        Step::ALL.into_iter().find(|step| self.name.contains(step.name()))
+        Step::ALL.into_iter().find(|step| self.name.contains(step.short()))
     }
 
     /// The command that runs this test alone.
@@ -144,7 +144,7 @@ pub fn report(step: Option<Step>, outcomes: &[&Outcome]) -> String {
     let passed = outcomes.iter().filter(|o| o.passed).count();
     let failed: Vec<&Outcome> = outcomes.iter().copied().filter(|o| !o.passed).collect();
     let title = match step {
-        Some(step) => format!("{} ({})", step.name(), step.crate_name()),
+        Some(step) => format!("{} ({})", step.short(), step.name()),
         None => "other checks".to_string(),
     };
     let mut out = if failed.is_empty() {
@@ -183,7 +183,7 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["test", "--no-fail-fast", "-p", "workshop-tests"];
     if let Some(step) = step {
-        args.push(step.name());
+        args.push(step.short());
     }
     eprintln!("+ cargo {}", args.join(" "));
     args.extend(["--", "--color", "never"]);
@@ -336,7 +336,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
                 ),
             ]
         );
-        assert!(outcomes.iter().all(|o| o.step() == Some(Step::Step04)));
+        assert!(outcomes.iter().all(|o| o.step() == Some(Step::Step04FullDemo)));
         assert_eq!(
             outcomes[0].summary(),
             [
@@ -358,7 +358,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
     fn the_report_says_each_failure_once() {
         let outcomes = parse(OUTPUT);
         let all: Vec<&Outcome> = outcomes.iter().collect();
-        let report = report(Some(Step::Step04), &all);
+        let report = report(Some(Step::Step04FullDemo), &all);
         assert_eq!(
             report,
             "✗ step04 (step04-full-demo): 1 passed, 3 failed\n\
@@ -373,7 +373,7 @@ test result: FAILED. 0 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
     }
 
     fn report_for_passed(outcomes: &[&Outcome]) -> String {
-        report(Some(Step::Step04), outcomes)
+        report(Some(Step::Step04FullDemo), outcomes)
     }
 
     #[test]

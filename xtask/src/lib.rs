@@ -29,6 +29,7 @@ pub mod mounts;
 pub mod rootfs;
 pub mod rootless;
 pub mod run;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 

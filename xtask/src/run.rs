@@ -12,87 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{display_path, shell_quote, workspace_root};
 
-/// One of the workshop's steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Step {
-    /// chroot into ./rootfs and run a shell
-    #[value(name = "step01", alias = "step01-chroot")]
-    Step01,
-    /// a small unshare(1), run with the article's flags
-    #[value(name = "step02", alias = "step02-unshare-cli")]
-    Step02,
-    /// a PID namespace in code, where the command is PID 1
-    #[value(name = "step03", alias = "step03-pid-ns")]
-    Step03,
-    /// the article's full container demo
-    #[value(name = "step04", alias = "step04-full-demo")]
-    Step04,
-    /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
-    #[value(name = "step06", alias = "step06-init")]
-    Step06,
-    /// the rootfs as a read-only image under an overlay
-    #[value(name = "step07", alias = "step07-overlay")]
-    Step07,
-}
-
-impl Step {
-    /// Every step, in order.
-    pub const ALL: [Step; 6] =
-        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step06, Step::Step07];
-
-    /// The step's crate (and binary) name.
-    pub fn crate_name(self) -> &'static str {
-        match self {
-            Step::Step01 => "step01-chroot",
-            Step::Step02 => "step02-unshare-cli",
-            Step::Step03 => "step03-pid-ns",
-            Step::Step04 => "step04-full-demo",
-            Step::Step06 => "step06-init",
-            Step::Step07 => "step07-overlay",
-        }
-    }
-
-    /// The kit's modules (`kit/src/<module>.rs`) that hold this step's
-    /// exercise regions, besides its `main.rs`.
-    pub fn kit_modules(self) -> &'static [&'static str] {
-        match self {
-            Step::Step06 => &["init", "enter"],
-            Step::Step07 => &["overlay"],
-            _ => &[],
-        }
-    }
-
-    /// The one file that exercise mode hands out for this step, from the
-    /// workspace root: its `src/main.rs`, or the `kit` module that holds all
-    /// of its exercise regions (step07's `kit/src/overlay.rs`). None for a
-    /// step whose regions are in several files (step06), which exercise mode
-    /// cannot hand out yet.
-    pub fn exercise_source(self) -> Option<String> {
-        match self.kit_modules() {
-            [] => Some(format!("{}/src/main.rs", self.crate_name())),
-            [module] => Some(format!("kit/src/{module}.rs")),
-            _ => None,
-        }
-    }
-
-    /// The short name: `step01`, `step02`...
-    pub fn name(self) -> &'static str {
-        &self.crate_name()[..6]
-    }
-
-    /// The arguments the article uses, for when none are given.
-    pub fn article_args(self) -> &'static [&'static str] {
-        match self {
-            Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
-            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step06 | Step::Step07 => &[],
-        }
-    }
-
-    /// Whether the step runs something inside `./rootfs` (step 03 uses the host's `/`).
-    pub fn needs_rootfs(self) -> bool {
-        self != Step::Step03
-    }
-}
+pub use crate::steps::Step;
 
 /// Builds `step`, makes `./rootfs` if it is missing, and runs the step from
 /// the workspace root with `args` (the article's when empty): directly as
@@ -121,7 +41,7 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
         warn_about_leftover_mounts(&rootfs);
     }
 
-    let binary = target_dir().join("debug").join(step.crate_name());
+    let binary = target_dir().join("debug").join(step.name());
     let args: Vec<OsString> = if args.is_empty() {
         step.article_args().iter().map(OsString::from).collect()
     } else {
@@ -138,14 +58,14 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
         line += "    # in a new user namespace, as `unshare --user --map-root-user --mount` does";
     }
     eprintln!("{line}");
-    let code = spawn_and_wait(cmd, rootless, step.crate_name())?;
+    let code = spawn_and_wait(cmd, rootless, step.name())?;
     if code == 101 {
         // What a panic exits with, and so a todo!() of exercise mode.
         eprintln!(
             "note: {} panicked (status 101). If it stopped at a todo!(), that part of the \
              exercise is not written yet: `cargo xtask grade {}` lists what is left",
-            step.crate_name(),
-            step.name()
+            step.name(),
+            step.short()
         );
     }
     Ok(code)
@@ -155,14 +75,14 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
 fn build(step: Step) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
-        .args(["build", "--quiet", "-p", step.crate_name()])
+        .args(["build", "--quiet", "-p", step.name()])
         .current_dir(workspace_root())
         .status()
         .with_context(|| {
             format!("cannot run {}\nhint: is cargo installed and on PATH?", cargo.to_string_lossy())
         })?;
     if !status.success() {
-        bail!("building {} failed (cargo's messages are above)", step.crate_name());
+        bail!("building {} failed (cargo's messages are above)", step.name());
     }
     Ok(())
 }
@@ -262,27 +182,6 @@ fn warn_about_leftover_mounts(rootfs: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum;
-
-    #[test]
-    fn steps_accept_short_and_crate_names() {
-        for step in Step::ALL {
-            assert_eq!(Step::from_str(step.name(), false), Ok(step));
-            assert_eq!(Step::from_str(step.crate_name(), false), Ok(step));
-        }
-        assert!(Step::from_str("step05", false).is_err());
-        assert_eq!(Step::from_str("step06-init", false), Ok(Step::Step06));
-    }
-
-    #[test]
-    fn article_arguments() {
-        assert_eq!(
-            Step::Step02.article_args().join(" "),
-            "--root rootfs --mount-proc --pid --fork /bin/sh"
-        );
-        assert!(Step::Step04.article_args().is_empty());
-        assert!(!Step::Step03.needs_rootfs());
-    }
 
     #[test]
     fn the_exit_status_is_the_steps() {
