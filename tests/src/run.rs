@@ -36,6 +36,9 @@ pub struct Runner {
     /// Rootless: whether the program gets a user namespace of its own.
     own_user_namespace: bool,
     rootless_as_nobody: bool,
+    /// The containers' directory of this run (step07 and later), given with
+    /// `WORKSHOP_CONTAINERS_DIR`: see [`Runner::containers_dir`].
+    containers: PathBuf,
 }
 
 impl Runner {
@@ -67,6 +70,8 @@ impl Runner {
         let label = std::iter::once(name).chain(words).collect::<Vec<_>>().join(" ");
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(crate::scratch());
+        let containers = containers_dir_for_a_run();
+        cmd.env(kit::overlay::CONTAINERS_DIR_ENV, &containers);
         Runner {
             label,
             step: None,
@@ -76,7 +81,17 @@ impl Runner {
             unprivileged: false,
             rootless_as_nobody: false,
             own_user_namespace: true,
+            containers,
         }
+    }
+
+    /// Where a step from step07 on makes its containers' directories in this
+    /// run, unless told otherwise with `--containers-dir`: a directory of the
+    /// run's own, so that no run removes, and reports, what another one's
+    /// killed runtime left (each run removes its own leftovers, after it
+    /// ends). Layers kept with `--keep-layer` stay there for the test to look at.
+    pub fn containers_dir(&self) -> &std::path::Path {
+        &self.containers
     }
 
     /// Starts the program under another name, its argv[0]: as a later step
@@ -250,6 +265,7 @@ impl Runner {
         });
         let as_root = !self.unprivileged;
         Running {
+            containers: self.containers,
             label: self.label,
             step: self.step,
             as_root,
@@ -279,6 +295,7 @@ use Leftovers::*;
 
 /// A program the harness started and has not waited for yet.
 pub struct Running {
+    containers: PathBuf,
     label: String,
     step: Option<Step>,
     as_root: bool,
@@ -416,6 +433,7 @@ impl Running {
                 host::kill(pid, Signal::SIGKILL); // ours: they are in the group we created
             }
         }
+        remove_leftover_containers(&self.containers);
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
         // First of all: a step that stopped at an exercise's todo!() is not written yet.
@@ -519,6 +537,24 @@ fn become_nobody(cmd: &mut Command) {
             Ok(())
         })
     };
+}
+
+/// A new containers' directory for one run: `<scratch>/containers/<pid>-<n>`
+/// (made by the step that uses it).
+fn containers_dir_for_a_run() -> PathBuf {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::scratch().join("containers").join(format!("{}-{n}", std::process::id()))
+}
+
+/// After a run: removes what its killed runtime left in its containers'
+/// directory, as `cargo xtask doctor` would, then the directory if it is
+/// empty (a kept layer stays, for the test).
+fn remove_leftover_containers(dir: &std::path::Path) {
+    if dir.exists() {
+        xtask::doctor::clean_containers(dir);
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Drops root to `nobody` (65534), then makes it root of a new user

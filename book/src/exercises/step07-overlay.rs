@@ -49,9 +49,13 @@ pub struct Options {
     pub keep_layer: bool,
     /// Make the per-container directories in DIR [default: /run/workshop-containers, or
     /// $XDG_RUNTIME_DIR/workshop-containers rootless].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = CONTAINERS_DIR_ENV)]
     pub containers_dir: Option<PathBuf>,
 }
+
+/// The environment variable that sets `--containers-dir`: the tests give
+/// each run a directory of its own with it.
+pub const CONTAINERS_DIR_ENV: &str = "WORKSHOP_CONTAINERS_DIR";
 
 /// Where root's containers get their directories: /run holds run-time state
 /// and is emptied at boot (hier(7)), as runc's /run/runc and docker's /run/docker.
