@@ -237,8 +237,12 @@ impl Runner {
         self.cmd.process_group(0);
         self.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mounts_before = host::mountinfo();
-        let mut child =
-            self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
+        let rootless_as_nobody = self.rootless_as_nobody;
+        let mut child = self.cmd.spawn().unwrap_or_else(|err| match rootless_as_nobody {
+            // Ordinary users may not make user namespaces here: say what to do.
+            true => panic!("{}", xtask::report(&xtask::rootless::explain(err, &self.label))),
+            false => panic!("cannot start `{}`: {err}", self.label),
+        });
         let stdin = child.stdin.take().expect("piped stdin");
         let input = self.stdin;
         std::thread::spawn(move || {
