@@ -15,6 +15,8 @@
 //!   reaps zombies, forwards signals and dies with the runtime.
 //! - [`enter`] (step06): run a second command in a running container, as
 //!   `docker exec` does.
+//! - [`overlay`] (step07): the rootfs becomes a read-only image under an
+//!   overlay, and each container writes to a layer of its own.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -26,4 +28,5 @@ pub mod article;
 pub mod dev;
 pub mod enter;
 pub mod init;
+pub mod overlay;
 pub mod pivot_root;

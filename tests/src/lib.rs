@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use privilege::{Privilege, privilege, require_privilege};
-pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, with_rootfs};
+pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, manifest, manifest_changes, with_rootfs};
 pub use run::{Output, Runner, Running};
 pub use transcript::Transcript;
 
