@@ -48,6 +48,7 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
     let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
@@ -91,6 +92,7 @@ fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript:
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'")]
 #[case::step06_init(Step::Step06Init, "'The program'")]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'")]
 fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
     let file = regular_file();
     let output = Runner::step(step, step.args_for(&file, &[])).run();
@@ -122,6 +124,7 @@ fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)", Some("step04_command_not_found"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)", None)]
 #[case::step06_init(Step::Step06Init, "(3)", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
 fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
     let (recorded, output) = Transcript::command(runner);
@@ -156,6 +159,7 @@ fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcri
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)")]
 #[case::step06_init(Step::Step06Init, "(3)")]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'")]
 fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
     let (short, chapter) = (step.short(), step.chapter());
@@ -190,6 +194,9 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
 #[case::step06_proc_missing(Step::Step06Init, "proc", "missing", "'The program'")]
 #[case::step06_dev_missing(Step::Step06Init, "dev", "missing", "'The program'")]
 #[case::step06_dev_symlink(Step::Step06Init, "dev", "symlink", "'The program'")]
+#[case::step07_proc_missing(Step::Step07Overlay, "proc", "missing", "'The program'")]
+#[case::step07_dev_missing(Step::Step07Overlay, "dev", "missing", "'The program'")]
+#[case::step07_dev_symlink(Step::Step07Overlay, "dev", "symlink", "'The program'")]
 fn mount_point_not_a_directory(
     #[case] step: Step,
     #[case] dir: &str,
@@ -235,6 +242,7 @@ fn mount_point_not_a_directory(
 #[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", "CAP_SYS_ADMIN", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", "CAP_SYS_ADMIN", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", "CAP_SYS_ADMIN", None)]
 fn not_root(
     #[case] step: Step,
     #[case] section: &str,
@@ -309,6 +317,9 @@ fn not_root(
 #[case::step06_init_runtime(Step::Step06Init, &[MISSING_ROOTFS], false, 125)]
 #[case::step06_init_usage(Step::Step06Init, &["--bogus"], false, 125)]
 #[case::step06_init_exec(Step::Step06Init, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step07_overlay_runtime(Step::Step07Overlay, &[MISSING_ROOTFS], false, 125)]
+#[case::step07_overlay_usage(Step::Step07Overlay, &["--bogus"], false, 125)]
+#[case::step07_overlay_exec(Step::Step07Overlay, &[ROOTFS, MISSING_COMMAND], false, 127)]
 fn stderr_closed_keeps_the_status(
     #[case] step: Step,
     #[case] args: &[&str],

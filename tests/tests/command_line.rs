@@ -26,6 +26,7 @@ fn model(step: Step) -> (&'static str, i32) {
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn unknown_option_is_a_usage_error(#[case] step: Step) {
     let (tool, code) = model(step);
     let theirs = Runner::program(tool, ["--bogus", "/bin/true"]).run();

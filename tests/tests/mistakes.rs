@@ -36,7 +36,6 @@ fn private_remount_section(step: Step) -> (&'static str, &'static str) {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step07_overlay(Step::Step07Overlay)]
 fn private_remount_keeps_proc_inside(#[case] step: Step) {
     let proc = match step {
         Step::Step03PidNs => "/proc".to_string(),
