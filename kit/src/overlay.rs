@@ -362,7 +362,7 @@ pub enum Kind {
 /// opaque (the `overlay.opaque` extended attribute is `y`).
 /// <https://docs.kernel.org/filesystems/overlayfs.html#whiteouts-and-opaque-directories>
 fn kind(meta: &Metadata, in_image: bool, opaque: bool) -> Kind {
-    // ANCHOR: exercise_kind (4) read the layer: a whiteout is a character device 0/0, see stat(2); then opaque, in the image, or added
+    // ANCHOR: exercise_kind (4) read the kept layer: a whiteout is a character device 0/0, see stat(2); then opaque, in the image, or added
     if meta.file_type().is_char_device() && meta.rdev() == 0 {
         Kind::Deleted
     } else if opaque {
