@@ -27,7 +27,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, FileTypeExt, Metadata, MetadataExt};
 use nix::{errno::Errno, mount::MsFlags, mount::mount};
 
-use crate::article::program_name;
+use crate::article::{program_name, report};
 
 /// The overlay's options, for step07 and every step after it, which
 /// `#[command(flatten)]` them into their own.
@@ -173,35 +173,33 @@ impl Layer {
     // ANCHOR: end
     /// When the container has ended: (3) remove its directory, or (4) keep its
     /// layer and show what is in it. A failure here is reported, and does not
-    /// change the container's exit status.
+    /// change the container's exit status; nor does a closed stderr (step04's
+    /// `report`).
     pub fn end(mut self) {
         self.ended = true;
-        let program = program_name().to_string_lossy();
         if !self.keep {
             if let Err(err) = remove_container_dir(&self.containers, &self.name) {
-                eprintln!(
-                    "{program}: failed to remove {}: {err}\nhint: the next run, or `cargo xtask \
-                     doctor`, removes it",
+                report(format_args!(
+                    "failed to remove {}: {err}\nhint: the next run, or `cargo xtask doctor`, \
+                     removes it",
                     self.path().display()
-                );
+                ));
             }
             return;
         }
         let upper = self.path().join("upper");
-        eprintln!("{program}: the container's layer is kept in {}", upper.display());
+        report(format_args!("the container's layer is kept in {}", upper.display()));
         match self.changes() {
             Ok(changes) if changes.is_empty() => {
-                eprintln!("{program}: it is empty: the container changed nothing in the image")
+                report("it is empty: the container changed nothing in the image")
             }
             Ok(changes) => {
-                eprintln!(
-                    "{program}: what the container changed in the image, as `docker diff` shows it:"
-                );
+                report("what the container changed in the image, as `docker diff` shows it:");
                 for change in changes {
-                    eprintln!("{change}");
+                    let _ = writeln!(io::stderr(), "{change}");
                 }
             }
-            Err(err) => eprintln!("{program}: failed to read the layer: {err}"),
+            Err(err) => report(format_args!("failed to read the layer: {err}")),
         }
     }
     // ANCHOR_END: end
@@ -253,11 +251,10 @@ fn claim(containers: &Dir, path: &Path) -> Result<(String, Dir, File)> {
     let removed = remove_stale(containers)
         .with_context(|| format!("failed to remove the leftovers of killed runtimes in {shown}"))?;
     for stale in removed {
-        eprintln!(
-            "{}: removed {}, left behind by a runtime that did not finish (killed?)",
-            program_name().to_string_lossy(),
+        report(format_args!(
+            "removed {}, left behind by a runtime that did not finish (killed?)",
             path.join(stale).display()
-        );
+        ));
     }
     let name = free_name(containers, std::process::id());
     let (dir, lock) = make_container_dir(containers, &name).with_context(|| {

@@ -248,6 +248,28 @@ fn step07_keep_layer_holds_exactly_the_changes() {
     assert_eq!(output.stderr, expected, "what step07 says about the kept layer\n{output}");
 }
 
+/// What step07 says after the container ended (the kept layer, a leftover
+/// it removed) is lost with a closed stderr, not the container's status: as
+/// in step04 (`bad_input::stderr_closed_keeps_the_status`), the runtime
+/// writes it with step04's `report`, which ignores a failed write.
+#[test]
+fn step07_keep_layer_with_stderr_closed_keeps_the_status() {
+    let containers = Containers::new("step07-keep-layer-stderr-closed");
+    let rootfs = alpine_rootfs().display().to_string();
+    let args = ["--keep-layer", "--containers-dir", &containers.arg(), &rootfs];
+    let args = args.into_iter().chain(["/bin/sh", "-c", "echo hello > /hello.txt; exit 3"]);
+    let output = Runner::step(STEP, args).stderr_closed().run();
+    output.expect_no_panic().expect_code(
+        3,
+        &format!(
+            "the container's status, 3: with stderr a pipe nobody reads, what step07 says about \
+             the kept layer is lost, and must not change the status (write it with step04's \
+             `report`, not eprintln!, which panics). See {}, section (4)",
+            STEP.chapter()
+        ),
+    );
+}
+
 /// A runtime killed with SIGKILL cannot remove its container's directory:
 /// nothing stays mounted (the overlay lived in the container's mount
 /// namespace, gone with it), and the directory is removed by the next run,
