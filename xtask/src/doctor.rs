@@ -471,7 +471,11 @@ pub fn rootfs(rootfs: &RootfsFacts, root: bool, pinned: bool) -> Line {
         return line;
     }
     if !rootfs.present {
-        return Line::new(Mark::Fail, "no rootfs at ./rootfs (steps 01, 02 and 04 need one)")
+        let on_host: Vec<&str> =
+            Step::ALL.iter().filter(|s| !s.needs_rootfs()).map(|s| s.short()).collect();
+        let text =
+            format!("no rootfs at ./rootfs (every step but {} needs one)", on_host.join(", "));
+        return Line::new(Mark::Fail, text)
             .hint(format!("{make}   (`cargo xtask run` also makes it)"));
     }
     if !rootfs.has_sh {
