@@ -122,10 +122,10 @@ pub fn block_signals() {
 // ANCHOR: spawn_command
 /// (3) The command is the init's child, PID 2, and starts as clean as step05's
 /// PID 1: PR_SET_PDEATHSIG, no signal blocked (not the init's, nor the
-/// runtime's Ctrl-C), no leaked files. Then the init
-/// leaves the terminal's process group, so that Ctrl-C, which the terminal
-/// sends to every process of its foreground job, reaches the command once,
-/// directly, and not a second time through the init.
+/// runtime's Ctrl-C), no leaked files. Then the init leaves the terminal's
+/// process group, so that Ctrl-C, which the terminal sends to every process
+/// of its foreground job, reaches the command once, directly, and not a
+/// second time through the init.
 /// <https://man7.org/linux/man-pages/man2/setpgid.2.html>
 pub fn spawn_command(argv: &[*const libc::c_char]) -> Pid {
     // ANCHOR: exercise_spawn_command (3) fork the command: fork(2); the child starts clean and execs, the init leaves the job with setpgid(0, 0)
