@@ -166,7 +166,7 @@ pub fn parse(output: &str) -> Vec<Outcome> {
 /// Which test of a group to suggest running alone: one that looks at the
 /// container from inside, the plainest (shortest name) of them.
 fn example_rank(outcome: &Outcome) -> (usize, usize) {
-    let order = ["isolation", "transcripts", "lifecycle", "parity", "mistakes", "startup"];
+    let order = ["isolation", "transcripts", "lifecycle", "parity", "mistakes"];
     let binary = order.iter().position(|b| *b == outcome.binary).unwrap_or(order.len());
     (binary, outcome.name.len())
 }
