@@ -347,9 +347,9 @@ fn ctrl_c_reaches_the_command_once(#[case] step: Step) {
 /// PR_SET_PDEATHSIG is cleared when a process changes its credentials, so
 /// under step04, and step05 which kept its child, a command that becomes
 /// another user with su(1) outlives a runtime killed with SIGKILL (the book
-/// shows step05's). step06's init never changes credentials and
-/// keeps PR_SET_PDEATHSIG: it dies with the runtime, and the kernel kills
-/// the rest of its PID namespace with it.
+/// shows step05's). step06's init never changes credentials and keeps
+/// PR_SET_PDEATHSIG: it dies with the runtime, and the kernel kills the rest
+/// of its PID namespace with it.
 ///
 /// Becoming `nobody` needs a second user in the container's user namespace:
 /// rootless, only root is mapped, and the kernel refuses su; the test checks

@@ -592,7 +592,8 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
 }
 
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
-/// step04's and step05's container: the runtime is started with /dev/null on descriptor 9.
+/// the container's PID 1, from step04 on: the runtime is started with
+/// /dev/null on descriptor 9.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
