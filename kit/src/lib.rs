@@ -11,6 +11,12 @@
 //! - [`pivot_root`] (step05): the rootfs becomes the mount namespace's root,
 //!   and the host's tree is detached: chroot's escape is closed.
 //! - [`dev`] (step05): a /dev of the container's own.
+//! - [`init`] (step06): the container's PID 1 is an init of ours, which
+//!   reaps zombies, forwards signals and dies with the runtime.
+//! - [`enter`] (step06): run a second command in a running container, as
+//!   `docker exec` does.
+//! - [`overlay`] (step07): the rootfs becomes a read-only image under an
+//!   overlay, and each container writes to a layer of its own.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -20,4 +26,7 @@
 pub mod article;
 
 pub mod dev;
+pub mod enter;
+pub mod init;
+pub mod overlay;
 pub mod pivot_root;

@@ -10,7 +10,9 @@
 //! In the runtime, after step04's private remount: (1) [`bind_on_itself`],
 //! then step05's (2) to (5) ([`crate::dev`]), then (6) [`pivot_into`]; and in
 //! the child, once its proc is mounted, (7) [`detach_old_root`] (see
-//! [`fork_container`] for why there).
+//! [`start_sealed`] for why there). The fork between them is step04's, with
+//! the child as an argument ([`fork_and_wait`]), so that later steps fork
+//! children of their own the same way.
 //!
 //! pivot_root moves the root of *every* process of the mount namespace whose
 //! root was the old one, and the runtime shares the container's namespace:
@@ -61,29 +63,46 @@ pub fn pivot_into(rootfs: &Path) -> Result<()> {
 // ANCHOR_END: pivot
 
 // ANCHOR: fork
-/// step04's fork, whose child does one thing more, (7), before it becomes
-/// the command. Rootless, the kernel lets a user namespace mount a new proc
-/// only while a proc it could see anyway is mounted in the mount namespace
-/// (proc would otherwise reveal what the host hid): the host's, under the old
-/// root. So the child mounts its proc first, and only then detaches the old
-/// root. The parent waits, as in step04.
-/// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
-pub fn fork_container(command: &[CString]) -> Result<ExitCode> {
-    // As step04: exec's argv is built before the fork, and Ctrl-C is blocked.
+/// What runs in the child after [`fork_and_wait`]'s fork: it gets exec's
+/// arguments, built before the fork, and never returns. step05's is
+/// [`container`]; step06's is its init.
+pub type Child = fn(&[*const libc::c_char]) -> !;
+
+/// step04's (4), with the child as an argument: build exec's arguments while
+/// we may still allocate, block Ctrl-C and Ctrl-\ (the container handles
+/// them; we must not die of them), fork, and wait for the child, whose status
+/// becomes ours (step04's `wait_for`). step05 passes [`container`]; later
+/// steps pass children of their own.
+/// <https://man7.org/linux/man-pages/man2/fork.2.html>
+pub fn fork_and_wait(command: &[CString], child: Child) -> Result<ExitCode> {
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => container(&argv),
+        ForkResult::Child => child(&argv),
         ForkResult::Parent { child } => article::wait_for(child),
     }
 }
 // ANCHOR_END: fork
 
 // ANCHOR: container
-/// The child: step04's, with (7) between its proc and its exec, so that the
-/// command never runs with the host's tree still in reach.
+/// step05's child: step04's, with (7) between its proc and its exec, so that
+/// the command never runs with the host's tree still in reach.
 pub fn container(argv: &[*const libc::c_char]) -> ! {
+    start_sealed();
+    let err = article::exec(argv);
+    // SAFETY: argv[0] points into a live CString.
+    article::exec_failed(unsafe { CStr::from_ptr(argv[0]) }, err)
+}
+
+/// The child's start, before it runs anything: step04's `start_clean` and
+/// `mount_proc`, then (7). Rootless, the kernel lets a user namespace mount a
+/// new proc only while a proc it could see anyway is mounted in the mount
+/// namespace (proc would otherwise reveal what the host hid): the host's,
+/// under the old root. So the proc comes first, and only then the detach.
+/// Async-signal-safe calls only: failures go through step04's `die`.
+/// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
+pub fn start_sealed() {
     article::start_clean();
     if let Err(err) = article::mount_proc() {
         article::die(125, &[b"failed to mount proc on /proc: ", err.desc().as_bytes()]);
@@ -91,9 +110,6 @@ pub fn container(argv: &[*const libc::c_char]) -> ! {
     if let Err(err) = detach_old_root() {
         article::die(125, &[b"failed to detach the old root: ", err.desc().as_bytes()]);
     }
-    let err = article::exec(argv);
-    // SAFETY: argv[0] points into a live CString.
-    article::exec_failed(unsafe { CStr::from_ptr(argv[0]) }, err)
 }
 // ANCHOR_END: container
 

@@ -59,7 +59,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     pivot_root::bind_on_itself(rootfs)?; // (1) the rootfs becomes a mount point
     dev::make_dev(rootfs)?; // (2) to (5): a /dev of its own, from the host's while we see it
     pivot_root::pivot_into(rootfs)?; // (6) the rootfs becomes the namespace's root mount
-    pivot_root::fork_container(&command) // as step04, and the child's (7) detaches the host's tree
+    pivot_root::fork_and_wait(&command, pivot_root::container) // as step04, plus the child's (7)
 }
 // ANCHOR_END: run
 

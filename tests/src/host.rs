@@ -45,11 +45,22 @@ pub fn process(pid: i32) -> Option<Process> {
 
 /// Every process on the host, except zombies (they have exited already).
 pub fn processes() -> Vec<Process> {
+    processes_and_zombies().into_iter().filter(|p| p.state != 'Z').collect()
+}
+
+/// Every process on the host, zombies included: a zombie has exited, and
+/// waits for its parent to collect its status with wait(2).
+pub fn processes_and_zombies() -> Vec<Process> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .filter_map(process)
-        .filter(|p| p.state != 'Z')
         .collect()
+}
+
+/// The children of `pid` that are zombies: ended, and not collected by it.
+pub fn zombies_of(pid: i32) -> Vec<i32> {
+    let zombies = processes_and_zombies().into_iter().filter(|p| p.state == 'Z');
+    zombies.filter(|p| p.ppid == pid).map(|p| p.pid).collect()
 }
 
 /// Whether `pid` is still running: neither gone nor a zombie.

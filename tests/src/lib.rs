@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use privilege::{Privilege, privilege, require_privilege};
-pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, with_rootfs};
+pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, manifest, manifest_changes, with_rootfs};
 pub use run::{Output, Runner, Running};
 pub use transcript::Transcript;
 
@@ -38,6 +38,18 @@ pub fn binary(step: Step) -> PathBuf {
     let path = profile_dir().join(step.short());
     assert!(path.exists(), "{} is missing: run the tests with `cargo test`", path.display());
     path
+}
+
+/// A shell command that starts `command` (e.g. `sleep 30`) in the background
+/// in the container, holding no output pipe (`>&- 2>&-`: a leftover process
+/// must not keep the harness waiting for the end of the output), on every
+/// step. Why not just `command &`: busybox's sh gives a background job
+/// /dev/null as its stdin and fails without one ("can't open '/dev/null'"),
+/// and the article's steps give the container no /dev. It does so only for
+/// the first process of a background pipeline: so the command comes second,
+/// after `:`, whose complaint `2>&-` silences.
+pub fn in_background(command: &str) -> String {
+    format!("{{ : | {command} >&- 2>&- & }} 2>&-")
 }
 
 /// The workspace root (the directory with the top-level Cargo.toml), found

@@ -39,6 +39,11 @@ pub struct Runner {
     /// stdout and stderr are one pipe, as they are one terminal.
     merged: bool,
     sigpipe_ignored: bool,
+    /// Rootless: whether the program gets a user namespace of its own.
+    own_user_namespace: bool,
+    /// The containers' directory of this run (step07 and later), given with
+    /// `WORKSHOP_CONTAINERS_DIR`: see [`Runner::containers_dir`].
+    containers: PathBuf,
 }
 
 impl Runner {
@@ -70,6 +75,8 @@ impl Runner {
         let label = std::iter::once(name).chain(words).collect::<Vec<_>>().join(" ");
         let mut cmd = Command::new(&program);
         cmd.args(&args).current_dir(crate::scratch());
+        let containers = containers_dir_for_a_run();
+        cmd.env(kit::overlay::CONTAINERS_DIR_ENV, &containers);
         Runner {
             label,
             step: None,
@@ -81,7 +88,18 @@ impl Runner {
             rootless: false,
             merged: false,
             sigpipe_ignored: false,
+            own_user_namespace: true,
+            containers,
         }
+    }
+
+    /// Where a step from step07 on makes its containers' directories in this
+    /// run, unless told otherwise with `--containers-dir`: a directory of the
+    /// run's own, so that no run removes, and reports, what another one's
+    /// killed runtime left (each run removes its own leftovers, after it
+    /// ends). Layers kept with `--keep-layer` stay there for the test to look at.
+    pub fn containers_dir(&self) -> &std::path::Path {
+        &self.containers
     }
 
     /// Starts the program under another name, its argv[0]: as a later step
@@ -134,6 +152,16 @@ impl Runner {
             .arg(format!("{}; exit", words.join(" ")))
             .current_dir(crate::scratch());
         self.cmd = cmd;
+        self
+    }
+
+    /// Runs the program with the tests' own credentials in the host's user
+    /// namespace: as root when the tests are root; rootless, as this user, who
+    /// owns the user namespaces of the containers the tests start, and so may
+    /// join them (step06's `enter` does), where a user namespace of its own
+    /// would give it no privilege over theirs.
+    pub fn in_host_user_namespace(mut self) -> Runner {
+        self.own_user_namespace = false;
         self
     }
 
@@ -268,11 +296,11 @@ impl Runner {
         }
         match (privilege, self.unprivileged) {
             (Some(Privilege::Root), false) if self.rootless => {
-                let (uid, gid) = sudo_user().unwrap_or((65534, 65534));
+                let (uid, gid) = rootless_user();
                 become_user(&mut self.cmd, uid, gid);
                 xtask::rootless::map_root_to(&mut self.cmd, uid, gid);
             }
-            (Some(Privilege::Rootless), _) => {
+            (Some(Privilege::Rootless), _) if self.own_user_namespace => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
             (None, true) if nix::unistd::geteuid().is_root() => become_nobody(&mut self.cmd),
@@ -314,8 +342,12 @@ impl Runner {
             self.cmd.stderr(writer);
         }
         let mounts_before = host::mountinfo();
-        let mut child =
-            self.cmd.spawn().unwrap_or_else(|err| panic!("cannot start `{}`: {err}", self.label));
+        let rootless = self.rootless;
+        let mut child = self.cmd.spawn().unwrap_or_else(|err| match rootless {
+            // Ordinary users may not make user namespaces here: say what to do.
+            true => panic!("{}", xtask::report(&xtask::rootless::explain(err, &self.label))),
+            false => panic!("cannot start `{}`: {err}", self.label),
+        });
         // Our copies of the pipe's writing end: the reader sees the end when the program is done.
         self.cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let stdin = child.stdin.take().expect("piped stdin");
@@ -349,6 +381,7 @@ impl Runner {
         });
         let as_root = !self.unprivileged;
         Running {
+            containers: self.containers,
             label: self.label,
             step: self.step,
             as_root,
@@ -380,6 +413,7 @@ use Leftovers::*;
 
 /// A program the harness started and has not waited for yet.
 pub struct Running {
+    containers: PathBuf,
     label: String,
     step: Option<Step>,
     as_root: bool,
@@ -397,6 +431,16 @@ impl Running {
     /// The PID of the program we started (the runtime, for a step).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The command line, e.g. `step06-init rootfs /bin/sleep 30`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether it runs with root's powers (real or rootless).
+    pub fn as_root(&self) -> bool {
+        self.as_root
     }
 
     /// Waits until the program prints a line containing `text`: a sign that
@@ -441,6 +485,21 @@ impl Running {
             panic!("{message}");
         }
         panic!("{message}; its output was:\n{output}");
+    }
+
+    /// Whether the program prints a line containing `text` within `seconds`.
+    /// Unlike [`Running::wait_for_line`], a test that gets `false` says itself
+    /// what went wrong, and ends the run.
+    pub fn prints_line_within(&mut self, text: &str, seconds: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Sends `signal` to the program we started.
@@ -519,6 +578,7 @@ impl Running {
                 host::kill(pid, Signal::SIGKILL); // ours: they are in the group we created
             }
         }
+        remove_leftover_containers(&self.containers);
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
         // First of all: a step that stopped at an exercise's todo!() is not written yet.
@@ -658,10 +718,30 @@ fn become_user(cmd: &mut Command, uid: u32, gid: u32) {
     };
 }
 
-/// The user who ran `sudo`, if the tests run under it: (uid, gid).
-fn sudo_user() -> Option<(u32, u32)> {
+/// The user a [`Runner::rootless`] run becomes when the tests run as root:
+/// the one who ran `sudo` (`SUDO_UID`, `SUDO_GID`), else `nobody`. A test
+/// that gives it files (a rootfs copy to write in) gives them to this user.
+pub fn rootless_user() -> (u32, u32) {
     let id = |key: &str| std::env::var(key).ok()?.parse().ok().filter(|&id| id != 0);
-    Some((id("SUDO_UID")?, id("SUDO_GID")?))
+    id("SUDO_UID").zip(id("SUDO_GID")).unwrap_or((65534, 65534))
+}
+
+/// A new containers' directory for one run: `<scratch>/containers/<pid>-<n>`
+/// (made by the step that uses it).
+fn containers_dir_for_a_run() -> PathBuf {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::scratch().join("containers").join(format!("{}-{n}", std::process::id()))
+}
+
+/// After a run: removes what its killed runtime left in its containers'
+/// directory, as `cargo xtask doctor` would, then the directory if it is
+/// empty (a kept layer stays, for the test).
+fn remove_leftover_containers(dir: &std::path::Path) {
+    if dir.exists() {
+        xtask::doctor::clean_containers(dir);
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// What a run did.

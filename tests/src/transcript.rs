@@ -58,15 +58,16 @@ impl Transcript {
         for (path, shown) in redactions() {
             settings.add_filter(&regex_escape(&path), shown);
         }
-        settings.add_filter(r"\S*/copy-[\w-]+-\d+", "rootfs");
+        settings.add_filter(r"[^\s']*/copy-[\w-]+-\d+", "rootfs");
         settings.bind(|| insta::assert_snapshot!(name, self.0));
     }
 }
 
 /// How the learner types it: from the workspace, with sudo, or, rootless,
 /// in a user namespace as `cargo xtask run --rootless` starts it; plainly when
-/// the run was meant to be unprivileged.
-fn shown(output: &Output) -> String {
+/// the run was meant to be unprivileged. For transcripts a test puts
+/// together line by line, too.
+pub fn shown(output: &Output) -> String {
     let how = match (output.as_root, output.rootless) {
         (true, true) => "unshare --user --map-root-user --mount ",
         (true, false) => "sudo ",
@@ -91,6 +92,35 @@ fn finish(mut text: String, output: &Output) -> String {
         text.push_str(&format!("$ echo $?\n{}\n", output.code()));
     }
     text
+}
+
+/// The host's `ps` (procps) pads its PID columns to the width of the largest
+/// possible PID, which differs between machines (kernel.pid_max). Re-pad the
+/// leading PID and PPID columns to 7, what most current distributions show.
+pub fn procps_columns(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut rest = line.trim_start();
+        let numeric = |word: &str| ["PID", "PPID"].contains(&word) || word.parse::<u32>().is_ok();
+        if line.starts_with(['$', '#']) || !numeric(rest.split(' ').next().unwrap_or_default()) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut first = true;
+        loop {
+            let word = rest.split(' ').next().unwrap_or_default();
+            if !(first || numeric(word)) || word.is_empty() {
+                break;
+            }
+            out.push_str(&format!("{}{word:>7}", if first { "" } else { " " }));
+            rest = rest[word.len()..].trim_start();
+            first = false;
+        }
+        out.push_str(format!(" {rest}").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Machine-specific paths and what the book shows instead.

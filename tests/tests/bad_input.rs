@@ -46,7 +46,9 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step01_chroot(Step::Step01Chroot, "(1)", Some("step01_missing_rootfs"))]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)", Some("step04_missing_rootfs"))]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", None)]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", None)]
+#[case::step06_init(Step::Step06Init, "'The program'", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
     let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
@@ -88,7 +90,9 @@ fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript:
 #[case::step01_chroot(Step::Step01Chroot, "(1)")]
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(3)")]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'")]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'")]
+#[case::step06_init(Step::Step06Init, "'The program'")]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'")]
 fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
     let file = regular_file();
     let output = Runner::step(step, step.args_for(&file, &[])).run();
@@ -119,6 +123,8 @@ fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)", Some("step04_command_not_found"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)", None)]
+#[case::step06_init(Step::Step06Init, "(3)", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
 fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
     let (recorded, output) = Transcript::command(runner);
@@ -152,6 +158,8 @@ fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcri
 #[case::step03_pid_ns(Step::Step03PidNs, "(5)")]
 #[case::step04_full_demo(Step::Step04FullDemo, "(6)")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)")]
+#[case::step06_init(Step::Step06Init, "(3)")]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'")]
 fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
     let (short, chapter) = (step.short(), step.chapter());
@@ -183,6 +191,12 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
 #[case::step05_proc_missing(Step::Step05PivotRoot, "proc", "missing", "(7)")]
 #[case::step05_dev_missing(Step::Step05PivotRoot, "dev", "missing", "(2)")]
 #[case::step05_dev_symlink(Step::Step05PivotRoot, "dev", "symlink", "(2)")]
+#[case::step06_proc_missing(Step::Step06Init, "proc", "missing", "'The program'")]
+#[case::step06_dev_missing(Step::Step06Init, "dev", "missing", "'The program'")]
+#[case::step06_dev_symlink(Step::Step06Init, "dev", "symlink", "'The program'")]
+#[case::step07_proc_missing(Step::Step07Overlay, "proc", "missing", "'The program'")]
+#[case::step07_dev_missing(Step::Step07Overlay, "dev", "missing", "'The program'")]
+#[case::step07_dev_symlink(Step::Step07Overlay, "dev", "symlink", "'The program'")]
 fn mount_point_not_a_directory(
     #[case] step: Step,
     #[case] dir: &str,
@@ -226,7 +240,9 @@ fn mount_point_not_a_directory(
 #[case::step02_unshare_cli(Step::Step02UnshareCli, "(2)", "CAP_SYS_ADMIN", None)]
 #[case::step03_pid_ns(Step::Step03PidNs, "(1)", "CAP_SYS_ADMIN", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "(1)", "CAP_SYS_ADMIN", Some("step04_not_root"))]
-#[case::step05_pivot_root(Step::Step05PivotRoot, "'The plan'", "CAP_SYS_ADMIN", None)]
+#[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", "CAP_SYS_ADMIN", None)]
+#[case::step06_init(Step::Step06Init, "'The program'", "CAP_SYS_ADMIN", None)]
+#[case::step07_overlay(Step::Step07Overlay, "'The program'", "CAP_SYS_ADMIN", None)]
 fn not_root(
     #[case] step: Step,
     #[case] section: &str,
@@ -298,6 +314,12 @@ fn not_root(
 #[case::step05_pivot_root_runtime(Step::Step05PivotRoot, &[MISSING_ROOTFS], false, 125)]
 #[case::step05_pivot_root_usage(Step::Step05PivotRoot, &["--bogus"], false, 125)]
 #[case::step05_pivot_root_exec(Step::Step05PivotRoot, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step06_init_runtime(Step::Step06Init, &[MISSING_ROOTFS], false, 125)]
+#[case::step06_init_usage(Step::Step06Init, &["--bogus"], false, 125)]
+#[case::step06_init_exec(Step::Step06Init, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step07_overlay_runtime(Step::Step07Overlay, &[MISSING_ROOTFS], false, 125)]
+#[case::step07_overlay_usage(Step::Step07Overlay, &["--bogus"], false, 125)]
+#[case::step07_overlay_exec(Step::Step07Overlay, &[ROOTFS, MISSING_COMMAND], false, 127)]
 fn stderr_closed_keeps_the_status(
     #[case] step: Step,
     #[case] args: &[&str],

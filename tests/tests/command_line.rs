@@ -1,5 +1,5 @@
 //! The command line, compared with the tools the steps imitate: chroot(1)
-//! for steps 01, 03, 04 and 05 (a usage error is 125), util-linux's unshare(1) for
+//! for steps 01, 03, and 04 on (a usage error is 125), util-linux's unshare(1) for
 //! step02 (a usage error is 1). Options come before the command: from the
 //! first word that is not an option on, every word is the command's. And the
 //! mistakes a learner makes on the command line get a hint.
@@ -25,6 +25,8 @@ fn model(step: Step) -> (&'static str, i32) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn unknown_option_is_a_usage_error(#[case] step: Step) {
     let (tool, code) = model(step);
     let theirs = Runner::program(tool, ["--bogus", "/bin/true"]).run();

@@ -48,6 +48,8 @@ fn regions(step: Step) -> Vec<Region> {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();

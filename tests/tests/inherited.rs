@@ -50,6 +50,8 @@ fn signal_mask(status: &str, key: &str) -> u64 {
 #[case::step03_pid_ns_no_fork(Step::Step03PidNs, &["--no-fork", "/bin/sleep", SECONDS])]
 #[case::step04_full_demo(Step::Step04FullDemo, &[ROOTFS, "/bin/sleep", SECONDS])]
 #[case::step05_pivot_root(Step::Step05PivotRoot, &[ROOTFS, "/bin/sleep", SECONDS])]
+#[case::step06_init(Step::Step06Init, &[ROOTFS, "/bin/sleep", SECONDS])]
+#[case::step07_overlay(Step::Step07Overlay, &[ROOTFS, "/bin/sleep", SECONDS])]
 fn signals_start_clean(#[case] step: Step, #[case] args: &[&str]) {
     // 7, this test process's PID, a case number: a duration no other run uses.
     static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -91,6 +93,8 @@ fn signals_start_clean(#[case] step: Step, #[case] args: &[&str]) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn a_pipeline_ends_when_its_reader_does(#[case] step: Step) {
     let output = Runner::in_container(step, &["/bin/sh", "-c", PIPELINE]).run();
     output.expect_success();

@@ -10,13 +10,16 @@ use rstest::rstest;
 use workshop_tests::{ROOTFS, Runner, Step, Transcript, alpine_rootfs, escape, host, with_rootfs};
 
 /// Inside, the shell is PID 1 and /proc lists only the container's processes.
-/// The probe uses only shell builtins, so it starts no process of its own.
+/// From step06 on, PID 1 is the init and the shell its child, PID 2. The
+/// probe uses only shell builtins, so it starts no process of its own.
 #[rstest]
 #[case::step01_chroot(Step::Step01Chroot)]
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn pid_view(#[case] step: Step) {
     let probe = "echo \"pid $$\"; for p in /proc/[0-9]*; do echo \"proc ${p#/proc/}\"; done";
     let output = Runner::in_container(step, &[]).stdin(probe).run();
@@ -31,6 +34,15 @@ fn pid_view(#[case] step: Step) {
              See {}.\n{output}",
             step.short(),
             step.chapter()
+        );
+    } else if step >= Step::Step06Init {
+        assert_eq!(
+            lines,
+            ["pid 2", "proc 1", "proc 2"],
+            "{}: inside, PID 1 should be the init and the shell, its child, PID 2; /proc should \
+             list only those two. See {}.\n{output}",
+            step.short(),
+            Step::Step06Init.chapter()
         );
     } else {
         assert_eq!(
@@ -52,6 +64,8 @@ fn pid_view(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn host_sees_two_pids(#[case] step: Step) {
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
     let mut running = Runner::in_container(step, &command).spawn();
@@ -69,6 +83,8 @@ fn host_sees_two_pids(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn filesystem_view(#[case] step: Step) {
     let marker =
         workshop_tests::scratch().join(format!("marker-{}-{}", step.short(), std::process::id()));
@@ -110,6 +126,8 @@ fn filesystem_view(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn no_mount_leaks_while_running(#[case] step: Step) {
     let before = host::mountinfo();
     let mut running =
@@ -143,6 +161,8 @@ fn no_mount_leaks_while_running(#[case] step: Step) {
 #[case::step02_unshare_cli("step02", &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"], false)]
 #[case::step04_full_demo("step04", &[ROOTFS, "/bin/true"], false)]
 #[case::step05_pivot_root("step05", &[ROOTFS, "/bin/true"], false)]
+#[case::step06_init("step06", &[ROOTFS, "/bin/true"], false)]
+#[case::step07_overlay("step07", &[ROOTFS, "/bin/true"], false)]
 fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case] leaks: bool) {
     let program = match Step::ALL.into_iter().find(|step| step.short() == runtime) {
         Some(step) => workshop_tests::binary(step).display().to_string(),
@@ -187,6 +207,8 @@ fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case]
 #[case::step03_pid_ns(Step::Step03PidNs, "hidden")]
 #[case::step04_full_demo(Step::Step04FullDemo, "hidden")]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "hidden")]
+#[case::step06_init(Step::Step06Init, "hidden")]
+#[case::step07_overlay(Step::Step07Overlay, "hidden")]
 fn host_processes(#[case] step: Step, #[case] expected: &str) {
     let me = std::process::id();
     let probe = format!("if kill -0 {me} 2>&-; then echo visible; else echo hidden; fi");
@@ -246,6 +268,8 @@ fn step01_mount_proc_shows_the_host() {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn working_directory_is_the_new_root(#[case] step: Step) {
     let output = Runner::in_container(step, &[]).stdin("pwd").run();
     output.expect_success();
@@ -270,6 +294,8 @@ fn working_directory_is_the_new_root(#[case] step: Step) {
 #[case::step01_chroot(Step::Step01Chroot, "escapes", None)]
 #[case::step04_full_demo(Step::Step04FullDemo, "escapes", Some("step04_escape"))]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "stays inside", Some("step05_escape"))]
+#[case::step06_init(Step::Step06Init, "stays inside", None)]
+#[case::step07_overlay(Step::Step07Overlay, "stays inside", None)]
 fn chroot_escape(#[case] step: Step, #[case] expected: &str, #[case] transcript: Option<&str>) {
     let rootfs = escape::rootfs_with_probe(&format!("escape-{}", step.short()));
     let secret = workshop_tests::scratch().join(format!(
@@ -340,9 +366,15 @@ const STEP05_MOUNTS: [&str; 11] = [
 /// outside its root, which mountinfo does not show (the next test enters the
 /// namespace to see them).
 #[rstest]
-#[case::step04_full_demo(Step::Step04FullDemo, &["/proc"], "step04_mountinfo")]
-#[case::step05_pivot_root(Step::Step05PivotRoot, &STEP05_MOUNTS, "step05_mountinfo")]
-fn mountinfo_inside(#[case] step: Step, #[case] expected: &[&str], #[case] transcript: &str) {
+#[case::step04_full_demo(Step::Step04FullDemo, &["/proc"], Some("step04_mountinfo"))]
+#[case::step05_pivot_root(Step::Step05PivotRoot, &STEP05_MOUNTS, Some("step05_mountinfo"))]
+#[case::step06_init(Step::Step06Init, &STEP05_MOUNTS, None)]
+#[case::step07_overlay(Step::Step07Overlay, &STEP05_MOUNTS, None)]
+fn mountinfo_inside(
+    #[case] step: Step,
+    #[case] expected: &[&str],
+    #[case] transcript: Option<&str>,
+) {
     let command = "cut -d ' ' -f 5 /proc/self/mountinfo";
     let (recorded, output) = Transcript::shell(Runner::in_container(step, &[]), "/ # ", &[command]);
     output.expect_success();
@@ -353,15 +385,17 @@ fn mountinfo_inside(#[case] step: Step, #[case] expected: &[&str], #[case] trans
         "{}: /proc/self/mountinfo inside should list exactly the container's mounts: {}. \
          See {}.\n{output}",
         step.short(),
-        if step == Step::Step05PivotRoot {
-            "the rootfs as `/`, the /dev that (2) to (5) built, and the child's proc; a host \
-             mount there means (7) did not detach the old root"
+        if step >= Step::Step05PivotRoot {
+            "the rootfs as `/`, the /dev that step05's (2) to (5) built, and the child's proc; \
+             a host mount there means step05's (7) did not detach the old root"
         } else {
             "its proc; what lies outside the chroot is not shown"
         },
         step.chapter()
     );
-    recorded.assert_matches(transcript);
+    if let Some(name) = transcript {
+        recorded.assert_matches(name);
+    }
 }
 
 /// The container's mount namespace, entered from the host (nsenter(1), as
@@ -371,6 +405,8 @@ fn mountinfo_inside(#[case] step: Step, #[case] expected: &[&str], #[case] trans
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
     let host_mounts = host::mountinfo(); // before: the copy is made when the container starts
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
@@ -381,13 +417,14 @@ fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
     host::kill(init, nix::sys::signal::Signal::SIGKILL); // seen: end the container
     let output = running.wait();
     let seen = seen.unwrap_or_else(|err| panic!("cannot list the container's mounts: {err}"));
-    if step == Step::Step05PivotRoot {
+    if step >= Step::Step05PivotRoot {
         assert_eq!(
             seen,
             STEP05_MOUNTS,
-            "step05: the container's mount namespace should hold only the container's mounts: \
+            "{}: the container's mount namespace should hold only the container's mounts: \
              the rootfs as `/`, its /dev and its proc. A host mount left there means (7) did \
              not detach the old root. See {}.\n{output}",
+            step.short(),
             step.chapter()
         );
     } else {

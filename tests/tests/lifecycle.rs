@@ -9,7 +9,7 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Output, Runner, Step, Transcript, host};
+use workshop_tests::{Output, Runner, Step, Transcript, host, in_background};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -18,13 +18,15 @@ const VANISH_SECONDS: f64 = 3.0;
 const OUTLIVE_SECONDS: f64 = 0.5;
 
 /// The step's source file, for failure messages. step05's runtime is
-/// step04's, called from the kit, with a child of its own.
+/// step04's, called from the kit, with a child of its own; step06's init is
+/// in the kit.
 fn source(step: Step) -> String {
     match step {
-        Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_container` and `container` \
-             call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
+        Step::Step05PivotRoot => "kit/src/pivot_root.rs (its `fork_and_wait`, `container` and \
+             `start_sealed` call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
              step04-full-demo/src/main.rs)"
             .to_string(),
+        Step::Step06Init | Step::Step07Overlay => "kit/src/init.rs".to_string(),
         _ => format!("{}/src/main.rs", step.name()),
     }
 }
@@ -49,8 +51,13 @@ fn status_section(step: Step) -> &'static str {
              Signaled(N) becomes 128+N"
         }
         Step::Step05PivotRoot => {
-            "step04's `wait_for`, where the parent of `fork_container` waits: Exited(code) \
+            "step04's `wait_for`, where the parent of `fork_and_wait` waits: Exited(code) \
              becomes code, Signaled(N) becomes 128+N"
+        }
+        Step::Step06Init | Step::Step07Overlay => {
+            "(5) `reap`, where the init collects the command: Exited(code) becomes code, \
+             Signaled(N) becomes 128+N, the init's exit code, which the runtime's `wait_for` \
+             passes on"
         }
     }
 }
@@ -73,7 +80,11 @@ fn pid1_section(step: Step) -> &'static str {
         }
         Step::Step05PivotRoot => {
             "step04's `new_namespaces` (CLONE_NEWPID), called first in `run`, and \
-             `fork_container` (the child is the namespace's PID 1)"
+             `fork_and_wait` (the child is the namespace's PID 1)"
+        }
+        Step::Step06Init | Step::Step07Overlay => {
+            "step04's `new_namespaces` (CLONE_NEWPID), and (1) `fork_init` (the child, the \
+             namespace's PID 1, is the init)"
         }
     }
 }
@@ -85,6 +96,8 @@ fn pid1_section(step: Step) -> &'static str {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -112,6 +125,8 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -151,9 +166,10 @@ fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
 /// From the host, too, PID 1 of a PID namespace gets only the signals it has
 /// a handler for, except SIGKILL and SIGSTOP: the container's `sh`, which has
 /// no SIGTERM handler, lives through the host's SIGTERM, and dies of SIGKILL.
+/// (step05's case is `sigterm_to_pid1` in init.rs, beside step06's, whose
+/// init passes SIGTERM on.)
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
 fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
     let mut running =
         Runner::in_container(step, &["/bin/sh", "-c", "echo ready; sleep 30"]).spawn();
@@ -173,18 +189,6 @@ fn pid1_ignores_sigterm_from_the_host(#[case] step: Step) {
         step.chapter()
     );
     output.expect_code(128 + Signal::SIGKILL as i32, "SIGKILL from the host ends PID 1");
-}
-
-/// A shell command that starts `sleep SECONDS` in the background, holding no
-/// output pipe (`>&- 2>&-`: a leftover sleep must not keep the harness waiting
-/// for the end of the output). Why not just `sleep SECONDS &`: busybox's sh
-/// gives a background job /dev/null as its stdin and fails without one ("can't
-/// open '/dev/null'"), and the container's /dev is empty up to step04 (step05
-/// is the first to mount one: tests/tests/dev.rs).
-/// It does so only for the first process of a background pipeline: so the
-/// sleep comes second, after `:`, whose complaint `2>&-` silences.
-fn in_background(seconds: &str) -> String {
-    format!("{{ : | sleep {seconds} >&- 2>&- & }} 2>&-")
 }
 
 /// A sleep duration no other run uses, to find that sleep on the host by its
@@ -208,9 +212,11 @@ fn processes_with_word(word: &str) -> Vec<i32> {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn pid1_exit_empties_the_namespace(#[case] step: Step) {
     let seconds = unique_seconds(step);
-    let script = format!("{}; echo \"started $!\"", in_background(&seconds));
+    let script = format!("{}; echo \"started $!\"", in_background(&format!("sleep {seconds}")));
     let output =
         Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn().allow_leftovers().wait();
     let started = output
@@ -258,8 +264,10 @@ fn pid1_exit_empties_the_namespace(#[case] step: Step) {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn killing_the_runtime_kills_the_container(#[case] step: Step) {
-    let script = format!("{}; echo ready; sleep 30", in_background("30"));
+    let script = format!("{}; echo ready; sleep 30", in_background("sleep 30"));
     let mut running = Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn();
     running.wait_for_line("ready");
     let (running, init) = running.container_init(step);
@@ -584,10 +592,13 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
 }
 
 /// No file descriptor of the runtime but stdin, stdout and stderr is open in
-/// step04's and step05's container: the runtime is started with /dev/null on descriptor 9.
+/// the container's PID 1, from step04 on: the runtime is started with
+/// /dev/null on descriptor 9.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
     const FD: i32 = 9;
     let script = "ls /proc/1/fd; echo ready; sleep 30";

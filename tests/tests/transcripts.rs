@@ -5,24 +5,30 @@
 //! also what the book includes.
 
 use rstest::rstest;
-use workshop_tests::{Output, ROOTFS, Runner, Step, Transcript, c_demo, with_rootfs};
+use workshop_tests::transcript::procps_columns;
+use workshop_tests::{
+    Output, ROOTFS, Runner, Step, Transcript, alpine_rootfs, c_demo, with_rootfs,
+};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
 
 /// `ps` inside each step, in the article's busybox format. Steps 02 to 05
-/// show their shell as PID 1 and `ps` itself; step01 has no /proc yet, so
-/// busybox's ps finds nothing to list.
+/// show their shell as PID 1 and `ps` itself; from step06 on, PID 1 is the
+/// init, and the shell is PID 2; step01 has no /proc yet, so busybox's ps
+/// finds nothing to list.
 #[rstest]
-#[case::step01_chroot("step01_ps_without_proc", Step::Step01Chroot, &[ROOTFS])]
+#[case::step01_chroot(Some("step01_ps_without_proc"), Step::Step01Chroot, &[ROOTFS])]
 #[case::step02_unshare_cli(
-    "step02_ps",
+    Some("step02_ps"),
     Step::Step02UnshareCli,
     &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/sh"]
 )]
-#[case::step04_full_demo("step04_ps", Step::Step04FullDemo, &[ROOTFS])]
-#[case::step05_pivot_root("step05_ps", Step::Step05PivotRoot, &[ROOTFS])]
-fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str]) {
+#[case::step04_full_demo(Some("step04_ps"), Step::Step04FullDemo, &[ROOTFS])]
+#[case::step05_pivot_root(Some("step05_ps"), Step::Step05PivotRoot, &[ROOTFS])]
+#[case::step06_init(Some("step06_ps"), Step::Step06Init, &[ROOTFS])]
+#[case::step07_overlay(None, Step::Step07Overlay, &[ROOTFS])]
+fn ps_inside(#[case] name: Option<&str>, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
         Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);
     output.expect_success();
@@ -36,10 +42,33 @@ fn ps_inside(#[case] name: &str, #[case] step: Step, #[case] step_args: &[&str])
             step.short(),
             step.chapter()
         );
+    } else if step >= Step::Step06Init {
+        let rows: Vec<(&str, String)> =
+            table[1..].iter().map(|line| pid_and_command(line)).collect();
+        let init = format!("{} {}", step.name(), alpine_rootfs().display());
+        assert!(
+            rows.len() == 3
+                && rows[0] == ("1", init.clone())
+                && rows[1..] == [("2", "/bin/sh".to_string()), ("3", "ps".to_string())],
+            "{}: ps inside should list exactly three processes: the init as PID 1 (the \
+             runtime's child, so its command line is the runtime's, `{init}`), the shell it \
+             started as PID 2, and ps as PID 3. See {}.\n{output}",
+            step.short(),
+            step.chapter()
+        );
     } else {
         expect_ps_table(&output, &table[1..], step.short(), &step.chapter());
     }
-    transcript.assert_matches(name);
+    if let Some(name) = name {
+        transcript.assert_matches(name);
+    }
+}
+
+/// A row of busybox's `ps`: its PID, and its command with its arguments
+/// (after PID, USER and TIME).
+fn pid_and_command(line: &str) -> (&str, String) {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[0], fields.get(3..).unwrap_or_default().join(" "))
 }
 
 /// The check of `ps_inside`: busybox's `ps` lists exactly the shell as PID 1
@@ -142,24 +171,6 @@ fn step01_mount_proc_rootless() {
         step.chapter()
     );
     transcript.assert_matches("step01_mount_proc_rootless");
-}
-
-/// The host's `ps` (procps) pads its PID column to the width of the largest
-/// possible PID, which differs between machines (kernel.pid_max). Re-pad it
-/// to 7, what most current distributions show.
-fn procps_columns(text: &str) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let first = trimmed.split(' ').next().unwrap_or_default();
-        if !line.starts_with(['$', '#']) && (first == "PID" || first.parse::<u32>().is_ok()) {
-            out.push_str(&format!("{first:>7}{}", &trimmed[first.len()..]));
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// step03 runs on the host's files, so `ps` is the host's (procps), not busybox.

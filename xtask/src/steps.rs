@@ -26,6 +26,12 @@ pub enum Step {
     /// step04 sealed with pivot_root, and a /dev of its own
     #[value(name = "step05", alias = "step05-pivot-root")]
     Step05PivotRoot,
+    /// a real PID 1 (reaps zombies, forwards signals), and `enter PID` a running container
+    #[value(name = "step06", alias = "step06-init")]
+    Step06Init,
+    /// the rootfs as a read-only image under an overlay; --keep-layer shows the container's layer
+    #[value(name = "step07", alias = "step07-overlay")]
+    Step07Overlay,
 }
 
 /// How a step takes its arguments.
@@ -52,12 +58,14 @@ pub struct Info {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 7] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
         Step::Step04FullDemo,
         Step::Step05PivotRoot,
+        Step::Step06Init,
+        Step::Step07Overlay,
     ];
 
     /// The table: one row per step.
@@ -71,6 +79,8 @@ impl Step {
             Step::Step05PivotRoot => {
                 ("step05-pivot-root", RootfsThenCommand, &["pivot_root", "dev"])
             }
+            Step::Step06Init => ("step06-init", RootfsThenCommand, &["init", "enter"]),
+            Step::Step07Overlay => ("step07-overlay", RootfsThenCommand, &["overlay"]),
         };
         Info { crate_name, args, kit_modules }
     }

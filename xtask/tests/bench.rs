@@ -35,14 +35,15 @@ fn bench_quick_writes_results_that_parse() {
     let json = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let results: Results = serde_json::from_str(&json).unwrap();
     assert!(results.quick && results.runs > 0, "{results:?}");
-    for name in ["/bin/true", "step01", "step02", "step03", "step04"] {
+    let steps = ["step01", "step02", "step03", "step04", "step05", "step06", "step07"];
+    for name in std::iter::once("/bin/true").chain(steps) {
         let timing = results.timing(name).unwrap_or_else(|| panic!("no {name} in {json}"));
         assert_eq!(timing.runs, results.runs, "{name}");
         assert!(timing.min_ms > 0.0 && timing.min_ms <= timing.median_ms, "{timing:?}");
         assert!(timing.peak_rss_kib > 0, "{timing:?}");
     }
     // Each step is compared with the command it imitates (all are installed on CI).
-    for step in ["step01", "step02", "step03", "step04"] {
+    for step in steps {
         let compared = results.comparisons.iter().find(|c| c.step == step && c.rss_target);
         let against = compared.map(|c| results.timing(&c.against).map(|t| t.kind));
         assert!(

@@ -58,9 +58,10 @@ pub fn svg(results: &Results) -> Result<String> {
                 Kind::Counterpart => (COUNTERPART, "what the steps imitate"),
                 Kind::Runtime => (RUNTIME, "container runtimes"),
             };
+            // A counterpart's name is its command line, or the gist of a long one.
             let label = match t.kind {
-                Kind::Step | Kind::Variant | Kind::Runtime => t.name.clone(),
-                Kind::Floor | Kind::Counterpart => t.command.clone(),
+                Kind::Step | Kind::Variant | Kind::Runtime | Kind::Counterpart => t.name.clone(),
+                Kind::Floor => t.command.clone(),
             };
             Bar { label, value: t.median_ms, color, group }
         })
@@ -252,7 +253,11 @@ mod tests {
                 tools: vec![],
             },
             startup: vec![
-                timing("chroot", Kind::Counterpart, 1.2),
+                // A counterpart is named by its command line (or a long one's gist).
+                Timing {
+                    name: "chroot rootfs /bin/true".into(),
+                    ..timing("", Kind::Counterpart, 1.2)
+                },
                 timing("step01", Kind::Step, 1.0),
                 timing("runc", Kind::Runtime, 40.0),
             ],

@@ -332,7 +332,11 @@ fn cases(
     for step in steps {
         let counterpart = match step.counterpart.first() {
             Some(program) if crate::find_in_path(program).is_some() => {
-                Some(add(&mut cases, command_case(step.counterpart, Kind::Counterpart)))
+                let mut case = command_case(step.counterpart, Kind::Counterpart);
+                if !step.counterpart_name.is_empty() {
+                    case.name = step.counterpart_name.to_owned(); // a script: its gist
+                }
+                Some(add(&mut cases, case))
             }
             Some(program) => {
                 notes.push(format!(

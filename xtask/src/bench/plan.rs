@@ -23,6 +23,35 @@ pub struct StepCase {
     pub args: &'static [&'static str],
     /// The command line doing the same work (empty if none can).
     pub counterpart: &'static [&'static str],
+    /// What the chart and the comparisons call the counterpart when the whole
+    /// command line is too long to read there, a shell script's ("" to show
+    /// the command line itself). The first table always shows it whole.
+    pub counterpart_name: &'static str,
+}
+
+/// Step05's root, as a shell does it with util-linux's mount(8) and
+/// pivot_root(8): the rootfs bound on itself (`cd "$PWD"` enters the new
+/// mount), pivot_root into it, then, already in the new root, Alpine's
+/// busybox mounts proc and detaches the old root. No /dev: step05 makes one
+/// in its own process; here it would cost a dozen more commands.
+macro_rules! sealed_root {
+    () => {
+        "cd {rootfs} && mount --bind . . && cd \"$PWD\" && pivot_root . . \
+         && mount -t proc proc /proc && umount -l ."
+    };
+}
+
+/// Step07's layer, as a shell makes it: a directory with `upper` and `work`
+/// in /run, the overlay mounted over the rootfs (`volatile`, as step07's
+/// throwaway layers), and a descriptor on /run (3) through which the layer
+/// is removed once the host's tree is out of reach, as step07 does with its
+/// directory handle.
+macro_rules! layer {
+    () => {
+        "d=$(mktemp -d -p /run) && exec 3</run && mkdir $d/upper $d/work \
+         && mount -t overlay -o lowerdir={rootfs},upperdir=$d/upper,workdir=$d/work,volatile \
+         overlay {rootfs}"
+    };
 }
 
 /// The steps, in order. The last one that exists is compared with the runtimes.
@@ -32,6 +61,7 @@ pub const STEPS: &[StepCase] = &[
         binary: "step01-chroot",
         args: &[ROOTFS, "/bin/true"],
         counterpart: &["chroot", ROOTFS, "/bin/true"],
+        counterpart_name: "",
     },
     StepCase {
         name: "step02",
@@ -39,6 +69,7 @@ pub const STEPS: &[StepCase] = &[
         // The article's flags, for both.
         args: &["--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"],
         counterpart: &["unshare", "--root", ROOTFS, "--mount-proc", "--pid", "--fork", "/bin/true"],
+        counterpart_name: "",
     },
     StepCase {
         name: "step03",
@@ -46,12 +77,67 @@ pub const STEPS: &[StepCase] = &[
         // On the host's own files: step 03 has no chroot.
         args: &["/bin/true"],
         counterpart: &["unshare", "-m", "-p", "-f", "--mount-proc", "/bin/true"],
+        counterpart_name: "",
     },
     StepCase {
         name: "step04",
         binary: "step04-full-demo",
         args: &[ROOTFS, "/bin/true"],
         counterpart: &["unshare", "-m", "-p", "-f", "--mount-proc", "-R", ROOTFS, "/bin/true"],
+        counterpart_name: "",
+    },
+    StepCase {
+        name: "step05",
+        binary: "step05-pivot-root",
+        args: &[ROOTFS, "/bin/true"],
+        // The shell becomes /bin/true, as step05's child does.
+        counterpart: &[
+            "unshare",
+            "-m",
+            "-p",
+            "-f",
+            "sh",
+            "-c",
+            concat!(sealed_root!(), " && exec /bin/true"),
+        ],
+        counterpart_name: "unshare -m -p -f sh -c '… pivot_root . . … exec /bin/true'",
+    },
+    StepCase {
+        name: "step06",
+        binary: "step06-init",
+        args: &[ROOTFS, "/bin/true"],
+        // The shell stays as PID 1 and waits for /bin/true, its child: an init
+        // that reaps, though it passes no signal on.
+        counterpart: &[
+            "unshare",
+            "-m",
+            "-p",
+            "-f",
+            "sh",
+            "-c",
+            concat!(sealed_root!(), " && /bin/true; exit"),
+        ],
+        counterpart_name: "unshare -m -p -f sh -c '… pivot_root . . … /bin/true; exit'",
+    },
+    StepCase {
+        name: "step07",
+        binary: "step07-overlay",
+        args: &[ROOTFS, "/bin/true"],
+        counterpart: &[
+            "unshare",
+            "-m",
+            "-p",
+            "-f",
+            "sh",
+            "-c",
+            concat!(
+                layer!(),
+                " && ",
+                sealed_root!(),
+                " && /bin/true; s=$?; rm -rf /proc/self/fd/3/${d##*/}; exit $s"
+            ),
+        ],
+        counterpart_name: "unshare -m -p -f sh -c '… mount -t overlay … pivot_root . . … rm -rf …'",
     },
 ];
 
@@ -119,10 +205,12 @@ mod tests {
         for (i, step) in STEPS.iter().enumerate() {
             assert_eq!(step.args.last(), Some(&"/bin/true"), "{}", step.name);
             assert!(step.binary.starts_with(step.name), "{}", step.name);
-            if !step.counterpart.is_empty() {
-                assert_eq!(step.counterpart.last(), Some(&"/bin/true"), "{}", step.name);
+            if let Some(last) = step.counterpart.last() {
+                assert!(last.contains("/bin/true"), "{}", step.name);
             }
             assert!(STEPS[..i].iter().all(|s| s.name != step.name), "{} twice", step.name);
+            let name = step.counterpart_name;
+            assert!(name.is_empty() || STEPS[..i].iter().all(|s| s.counterpart_name != name));
         }
     }
 
@@ -144,5 +232,10 @@ mod tests {
             "unshare -m -p -f --mount-proc -R /w/target/bench/rootfs /bin/true"
         );
         assert_eq!(shown(STEPS[0].args), "rootfs /bin/true");
+        // A script: `{rootfs}` inside it too, and quoted as a whole.
+        let step05 = STEPS.iter().find(|s| s.name == "step05").unwrap();
+        let script = &with_rootfs(step05.counterpart, Path::new("/w/rootfs"))[6];
+        assert!(script.starts_with("cd /w/rootfs && mount --bind . . && cd \"$PWD\""), "{script}");
+        assert!(shown(step05.counterpart).starts_with("unshare -m -p -f sh -c 'cd rootfs && "));
     }
 }

@@ -127,7 +127,7 @@ fn what(results: &Results, timing: &Timing) -> String {
 fn comparison_row(results: &Results, c: &Comparison) -> Vec<String> {
     let against = match results.timing(&c.against) {
         Some(t) if t.kind == Kind::Runtime => t.name.clone(),
-        Some(t) => format!("`{}`", t.command),
+        Some(t) => format!("`{}`", t.name), // the command line, or a long one's gist
         None => c.against.clone(),
     };
     let target = if c.rss_target {

@@ -73,7 +73,8 @@ pub enum Kind {
 /// Start-to-exit of one command, over all measured runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
-    /// `step04`, `runc`, or the command line for floors and counterparts.
+    /// `step04`, `runc`, or the command line for floors and counterparts (for
+    /// a counterpart whose command line is a long script, its gist).
     pub name: String,
     pub kind: Kind,
     /// The command line, with the root filesystem shown as `rootfs`.
