@@ -8,6 +8,8 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`cgroup`] (step08): limits on memory, processes and CPU time, enforced
+//!   by the kernel through a cgroup made for each container.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -15,3 +17,7 @@
 #[allow(dead_code)]
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
+
+/// Step08: limits the kernel enforces. Each container gets a cgroup of its
+/// own, made before it starts and removed after it ends.
+pub mod cgroup;
