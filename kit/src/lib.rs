@@ -8,6 +8,8 @@
 //! - [`article`] is step04 itself: its `src/main.rs`, compiled a second time
 //!   as a module, so that later steps call the very functions the article's
 //!   program showed, never a copy of them.
+//! - [`overlay`] (step07): the rootfs becomes a read-only image under an
+//!   overlay, and each container writes to a layer of its own.
 //! - [`cgroup`] (step08): limits on memory, processes and CPU time, enforced
 //!   by the kernel through a cgroup made for each container.
 
@@ -18,6 +20,7 @@
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
 
+pub mod overlay;
 /// Step08: limits the kernel enforces. Each container gets a cgroup of its
 /// own, made before it starts and removed after it ends.
 pub mod cgroup;

@@ -19,22 +19,28 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use privilege::{Privilege, privilege, require_privilege};
-pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, with_rootfs};
+pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, manifest, manifest_changes, with_rootfs};
 pub use run::{Output, Runner, Running};
 pub use transcript::Transcript;
 
-/// The four steps of the workshop, in the article's order.
+/// The steps of the workshop: the article's four, then those beyond it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Step01Chroot,
     Step02UnshareCli,
     Step03PidNs,
     Step04FullDemo,
+    Step07Overlay,
 }
 
 impl Step {
-    pub const ALL: [Step; 4] =
-        [Step::Step01Chroot, Step::Step02UnshareCli, Step::Step03PidNs, Step::Step04FullDemo];
+    pub const ALL: [Step; 5] = [
+        Step::Step01Chroot,
+        Step::Step02UnshareCli,
+        Step::Step03PidNs,
+        Step::Step04FullDemo,
+        Step::Step07Overlay,
+    ];
 
     /// The crate and binary name, e.g. `step04-full-demo`.
     pub fn name(self) -> &'static str {
@@ -43,6 +49,19 @@ impl Step {
             Step::Step02UnshareCli => "step02-unshare-cli",
             Step::Step03PidNs => "step03-pid-ns",
             Step::Step04FullDemo => "step04-full-demo",
+            Step::Step07Overlay => "step07-overlay",
+        }
+    }
+
+    /// The file that holds the step's exercise regions, from the workspace
+    /// root: its `src/main.rs`, or, from step05 on, the `kit` module of its new idea.
+    pub fn exercise_source(self) -> &'static str {
+        match self {
+            Step::Step07Overlay => "kit/src/overlay.rs",
+            Step::Step01Chroot => "step01-chroot/src/main.rs",
+            Step::Step02UnshareCli => "step02-unshare-cli/src/main.rs",
+            Step::Step03PidNs => "step03-pid-ns/src/main.rs",
+            Step::Step04FullDemo => "step04-full-demo/src/main.rs",
         }
     }
 
@@ -57,14 +76,14 @@ impl Step {
     }
 
     /// The arguments that run `command` in `rootfs` the way the book runs this
-    /// step: steps 01 and 04 take ROOTFS then the command; step02 the
+    /// step: steps 01, 04 and later take ROOTFS then the command; step02 the
     /// article's flags (`--root ROOTFS --mount-proc --pid --fork`, and
     /// `/bin/sh` when no command is given, as the article types it); step03
     /// runs on the host's files. An empty `command` leaves the step's default.
     pub fn args_for(self, rootfs: &Path, command: &[&str]) -> Vec<String> {
         let rootfs = rootfs.display().to_string();
         let mut args: Vec<String> = match self {
-            Step::Step01Chroot | Step::Step04FullDemo => vec![rootfs],
+            Step::Step01Chroot | Step::Step04FullDemo | Step::Step07Overlay => vec![rootfs],
             Step::Step02UnshareCli => {
                 let mut flags: Vec<String> = ["--root", &rootfs, "--mount-proc", "--pid", "--fork"]
                     .map(String::from)

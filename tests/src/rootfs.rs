@@ -105,6 +105,72 @@ impl RootfsCopy {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Gives every file of the copy to `uid` and `gid`, as if that user had
+    /// unpacked it: for a rootless run by that user, whose root is them.
+    pub fn give_to(&self, uid: u32, gid: u32) {
+        fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+            if std::fs::symlink_metadata(path)?.is_dir() {
+                for entry in std::fs::read_dir(path)? {
+                    walk(&entry?.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&self.path, uid, gid)
+            .unwrap_or_else(|err| panic!("cannot chown {}: {err}", self.path.display()));
+    }
+}
+
+/// What a directory tree holds, one line per file, directory and symlink,
+/// sorted by path: its type and mode, owner, modification time, and the
+/// SHA-256 of its content (or the target of the link). Two trees with the
+/// same manifest hold the same files, byte for byte.
+pub fn manifest(root: &Path) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, path: &Path, lines: &mut Vec<String>) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        let content = if meta.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(path)?.display())
+        } else if meta.is_file() {
+            let digest = Sha256::digest(std::fs::read(path)?);
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            String::new()
+        };
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        lines.push(format!(
+            "/{} {:o} {}:{} {} {content}",
+            relative.display(),
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.mtime()
+        ));
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(root, &entry?.path(), lines)?;
+            }
+        }
+        Ok(())
+    }
+    let mut lines = Vec::new();
+    walk(root, root, &mut lines)
+        .unwrap_or_else(|err| panic!("cannot read the tree {}: {err}", root.display()));
+    lines.sort();
+    lines
+}
+
+/// The lines of two manifests that differ, for a failure message: what is
+/// only in `before` (`-`) and only in `after` (`+`), at most `limit` of each.
+pub fn manifest_changes(before: &[String], after: &[String], limit: usize) -> String {
+    let gone = before.iter().filter(|line| !after.contains(line));
+    let new = after.iter().filter(|line| !before.contains(line));
+    let mut text: Vec<String> = gone.take(limit).map(|line| format!("- {line}")).collect();
+    text.extend(new.take(limit).map(|line| format!("+ {line}")));
+    text.join("\n")
 }
 
 impl Drop for RootfsCopy {

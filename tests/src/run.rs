@@ -33,6 +33,7 @@ pub struct Runner {
     stdin: Vec<u8>,
     mount_namespace: Option<MsFlags>,
     unprivileged: bool,
+    rootless_as_nobody: bool,
 }
 
 impl Runner {
@@ -71,6 +72,7 @@ impl Runner {
             stdin: Vec::new(),
             mount_namespace: None,
             unprivileged: false,
+            rootless_as_nobody: false,
         }
     }
 
@@ -134,6 +136,15 @@ impl Runner {
         self
     }
 
+    /// Runs the program rootless, as a user who is not root on the host: as
+    /// `nobody`, root of a user namespace of its own, when the tests are
+    /// root (what `cargo xtask run --rootless` does for an ordinary user); as
+    /// the tests' own user, rootless, when they are not.
+    pub fn rootless_as_nobody(mut self) -> Runner {
+        self.rootless_as_nobody = true;
+        self
+    }
+
     /// Starts the program with one more open file than stdin, stdout and
     /// stderr: /dev/null on descriptor `fd`, inherited as any open file is
     /// unless it is marked close-on-exec.
@@ -167,6 +178,9 @@ impl Runner {
     pub fn spawn(mut self) -> Running {
         let privilege = if self.unprivileged { None } else { Some(require_privilege()) };
         match (privilege, self.unprivileged) {
+            (Some(Privilege::Root), _) if self.rootless_as_nobody => {
+                become_nobody_rootless(&mut self.cmd)
+            }
             (Some(Privilege::Rootless), _) => {
                 xtask::rootless::rootless(&mut self.cmd);
             }
@@ -430,7 +444,7 @@ pub fn unimplemented(step: Option<Step>, stderr: &str) -> Option<String> {
     let todo = xtask::exercise::find_todo_panic(stderr)?;
     let location = todo.location.as_deref().map(|l| l.trim_start_matches("tests/../"));
     let step = location
-        .and_then(|l| Step::ALL.into_iter().find(|s| l.contains(&format!("{}/", s.name()))))
+        .and_then(|l| Step::ALL.into_iter().find(|s| l.contains(s.exercise_source())))
         .or(step);
     let Some(step) = step else {
         return Some(format!(
@@ -466,6 +480,22 @@ fn become_nobody(cmd: &mut Command) {
             Ok(())
         })
     };
+}
+
+/// Drops root to `nobody` (65534), then makes it root of a new user
+/// namespace (with a mount namespace), mapped to 65534 outside.
+fn become_nobody_rootless(cmd: &mut Command) {
+    cmd.uid(65534).gid(65534);
+    // A process whose uid changed is not "dumpable", and its /proc/self files
+    // then belong to root: it could not write its own uid_map. Set it back.
+    // SAFETY: prctl(2) only, between fork and exec; uid and gid are set before it runs.
+    unsafe {
+        cmd.pre_exec(|| match libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        })
+    };
+    xtask::rootless::map_root_to(cmd, 65534, 65534);
 }
 
 /// What a run did.

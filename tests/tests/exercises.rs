@@ -14,14 +14,14 @@ use workshop_tests::{Step, workspace};
 use xtask::exercise::{self, Region};
 
 fn source(step: Step) -> String {
-    let path = workspace().join(step.name()).join("src/main.rs");
+    let path = workspace().join(step.exercise_source());
     std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
 fn regions(step: Step) -> Vec<Region> {
     exercise::regions(&source(step)).unwrap_or_else(|err| {
-        panic!("{}/src/main.rs: the exercise markers are broken: {err:#}", step.name())
+        panic!("{}: the exercise markers are broken: {err:#}", step.exercise_source())
     })
 }
 
@@ -32,6 +32,7 @@ fn regions(step: Step) -> Vec<Region> {
 #[case::step02_unshare_cli(Step::Step02UnshareCli)]
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step07_overlay(Step::Step07Overlay)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();
@@ -40,11 +41,11 @@ fn regions_are_written(#[case] step: Step) {
     }
     let numbers: Vec<String> = left.iter().map(|r| format!("({}) {}", r.number, r.title)).collect();
     let mut message = format!(
-        "{}: {} of the {} exercise regions of {}/src/main.rs still hold a todo!(): {}",
+        "{}: {} of the {} exercise regions of {} still hold a todo!(): {}",
         step.short(),
         left.len(),
         regions.len(),
-        step.name(),
+        step.exercise_source(),
         numbers.join(", ")
     );
     for region in left {
@@ -81,12 +82,12 @@ fn every_numbered_part_is_an_exercise() {
         let sections = numbered_sections(step);
         if numbers != sections {
             problems.push(format!(
-                "{}: the exercise regions of {}/src/main.rs are numbered {numbers:?}, but its \
+                "{}: the exercise regions of {} are numbered {numbers:?}, but its \
                  chapter has the sections {sections:?}: each numbered part should be one region \
                  (`// ANCHOR: exercise_<name> (N) <title>: <hint>` … `// ANCHOR_END: \
                  exercise_<name>` around the lines a student writes)",
                 step.short(),
-                step.name()
+                step.exercise_source()
             ));
         }
     }
@@ -99,7 +100,7 @@ fn every_numbered_part_is_an_exercise() {
 fn book_exercises_are_up_to_date() {
     let mut stale = Vec::new();
     for step in Step::ALL {
-        let expected = exercise::book_listing(step.name(), &source(step))
+        let expected = exercise::book_listing(step.exercise_source(), &source(step))
             .unwrap_or_else(|err| panic!("{}: {err:#}", step.name()));
         let path = workspace().join("book/src/exercises").join(format!("{}.rs", step.name()));
         if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {

@@ -37,9 +37,10 @@ impl Classroom {
         Classroom::new(crate::workspace_root())
     }
 
-    /// `step04-full-demo/src/main.rs`, under the root.
+    /// The file with the step's exercise regions, under the root:
+    /// `step04-full-demo/src/main.rs`, or a `kit` module (`kit/src/overlay.rs`).
     pub fn source(&self, step: Step) -> PathBuf {
-        self.root.join(step.crate_name()).join("src/main.rs")
+        self.root.join(step.exercise_source())
     }
 
     fn state(&self, kind: &str, step: Step) -> PathBuf {
@@ -203,7 +204,7 @@ impl Classroom {
                 Some(solution) => solution,
                 None => read(&self.source(step))?,
             };
-            let listing = exercise::book_listing(step.crate_name(), &source)?;
+            let listing = exercise::book_listing(&step.exercise_source(), &source)?;
             let path = self.book_listing(step);
             let shown = self.show(&path);
             if read_if_exists(&path)?.as_deref() == Some(listing.as_str()) {
@@ -250,7 +251,7 @@ impl Classroom {
     /// Hints at where the solution of `step` is: the teacher, or the latest
     /// commit whose source has no `todo!()` left, if git knows one.
     fn where_to_find_the_solution(&self, step: Step) -> String {
-        let relative = format!("{}/src/main.rs", step.crate_name());
+        let relative = step.exercise_source();
         let commit = self.solution_commit(&relative);
         let how = match commit {
             Some((hash, subject)) => format!(
@@ -453,7 +454,10 @@ mod tests {
         let out = classroom.write_book().unwrap();
         assert!(out.contains("step04: wrote book/src/exercises/step04-full-demo.rs"), "{out}");
         let listing = read(&classroom.book_listing(Step::Step04)).unwrap();
-        assert_eq!(listing, exercise::book_listing("step04-full-demo", SOLUTION).unwrap());
+        assert_eq!(
+            listing,
+            exercise::book_listing("step04-full-demo/src/main.rs", SOLUTION).unwrap()
+        );
         // In exercise mode the listing is the same.
         classroom.exercise(Step::Step04, false).unwrap();
         let out = classroom.write_book().unwrap();

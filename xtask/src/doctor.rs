@@ -207,6 +207,10 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
                     .hint("work as root, install sudo, or allow unprivileged user namespaces (see above)");
             }
             let mut line = Line::new(Mark::Ok, format!("{name} can run here: {}", commands.join(", or ")));
+            if step == Step::Step07 && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
+                line.mark = Mark::Warn;
+                line = line.hint(format!("not with --rootless: an overlay in a user namespace needs Linux 5.11 or later, and this is {}", facts.kernel));
+            }
             if step.needs_rootfs() && !rootfs_ok {
                 if pinned {
                     line.text += " (the first run makes ./rootfs)";
@@ -218,6 +222,95 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
             line
         })
         .collect()
+}
+
+/// Whether a kernel of this release lets a user namespace mount an overlay
+/// (Linux 5.11 or later), as step07 --rootless needs. Unreadable: we assume so.
+pub fn rootless_overlay(kernel: &str) -> bool {
+    let mut numbers = kernel.split(|c: char| !c.is_ascii_digit()).map(str::parse::<u32>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (5, 11),
+        _ => true,
+    }
+}
+
+/// What the doctor found, and did, in a directory of per-container
+/// directories (step07 and later, `kit::overlay`): `container-<pid>`
+/// directories, each locked with flock(2) by its runtime while it runs, and
+/// holding a `keep` file when its layer is kept on purpose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Containers {
+    pub dir: PathBuf,
+    pub exists: bool,
+    /// Left by runtimes that were killed: removed now.
+    pub removed: Vec<String>,
+    /// In use by a running container.
+    pub running: Vec<String>,
+    /// Layers kept with --keep-layer.
+    pub kept: Vec<String>,
+    /// What went wrong, if something did.
+    pub error: Option<String>,
+}
+
+/// Where the per-container directories of this user's runs are: root's in
+/// /run/workshop-containers; rootless ones in $XDG_RUNTIME_DIR/workshop-containers,
+/// else /tmp/workshop-containers-<uid> (as kit::overlay decides).
+pub fn containers_dir(root: bool, xdg_runtime_dir: Option<&std::ffi::OsStr>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir.map(Path::new) {
+        _ if root => PathBuf::from("/run/workshop-containers"),
+        Some(dir) if dir.is_absolute() => dir.join("workshop-containers"),
+        _ => PathBuf::from(format!("/tmp/workshop-containers-{uid}")),
+    }
+}
+
+/// The checklist lines about the containers' directory.
+pub fn containers(found: &Containers) -> Vec<Line> {
+    let dir = found.dir.display();
+    let mut lines = Vec::new();
+    if let Some(error) = &found.error {
+        lines.push(
+            Line::new(Mark::Warn, format!("cannot look for leftover containers in {dir}: {error}"))
+                .hint("as root: sudo cargo xtask doctor"),
+        );
+    } else if !found.removed.is_empty() {
+        lines.push(Line::new(
+            Mark::Ok,
+            format!(
+                "removed {} leftover container director{} in {dir}, left by runtimes that were killed: {}",
+                found.removed.len(),
+                if found.removed.len() == 1 { "y" } else { "ies" },
+                found.removed.join(", ")
+            ),
+        ));
+    } else if found.exists {
+        lines.push(Line::new(Mark::Ok, format!("no leftover container directories in {dir}")));
+    } else {
+        lines.push(Line::new(
+            Mark::Info,
+            format!("no containers' directory yet ({dir}): step07 makes it"),
+        ));
+    }
+    if !found.running.is_empty() {
+        lines.push(Line::new(
+            Mark::Info,
+            format!("in use by running containers in {dir}: {}", found.running.join(", ")),
+        ));
+    }
+    if !found.kept.is_empty() {
+        let sudo = if found.dir.starts_with("/run/workshop-containers") { "sudo " } else { "" };
+        let mut line = Line::new(
+            Mark::Info,
+            format!("container layers kept with --keep-layer in {dir}: {}", found.kept.join(", ")),
+        );
+        for name in &found.kept {
+            line = line.hint(format!(
+                "{sudo}rm -r {}   (when you are done with it)",
+                found.dir.join(name).display()
+            ));
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// What to do on an OS that is not Linux (macOS, most likely).
@@ -414,6 +507,12 @@ pub fn doctor() -> anyhow::Result<i32> {
         for line in checks(&facts) {
             print!("{line}");
         }
+        let uid = nix::unistd::getuid().as_raw();
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+        let found = clean_containers(&containers_dir(facts.root, xdg.as_deref(), uid));
+        for line in containers(&found) {
+            print!("{line}");
+        }
         println!();
         println!("steps:");
         for line in steps(&facts) {
@@ -427,6 +526,9 @@ pub fn doctor() -> anyhow::Result<i32> {
         Ok(1)
     }
 }
+
+#[cfg(target_os = "linux")]
+pub use gather::clean_containers;
 
 #[cfg(target_os = "linux")]
 mod gather {
@@ -563,6 +665,79 @@ mod gather {
         }
     }
 
+    /// Removes the per-container directories in `dir` that no runtime holds
+    /// (their runtime was killed) and that are not kept, as the next step07
+    /// run would; reports the others. The layout is `kit::overlay`'s; the test
+    /// `step07_doctor_removes_what_a_killed_runtime_left` checks the two agree.
+    pub fn clean_containers(dir: &Path) -> Containers {
+        let mut found =
+            Containers { dir: dir.to_path_buf(), exists: dir.exists(), ..Containers::default() };
+        if !found.exists {
+            return found;
+        }
+        if let Err(err) = look_in(dir, &mut found) {
+            found.error = Some(err.to_string());
+        }
+        found
+    }
+
+    fn look_in(dir: &Path, found: &mut Containers) -> io::Result<()> {
+        // While we look, no runtime makes its directory here (it takes the same lock).
+        let busy = fs::File::open(dir)?;
+        busy.lock()?;
+        let mut names: Vec<String> = fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| is_container_name(name) && dir.join(name).is_dir())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let lock = fs::File::open(&path)?;
+            if lock.try_lock().is_err() {
+                found.running.push(name);
+            } else if path.join("keep").exists() {
+                found.kept.push(name);
+            } else {
+                remove_tree(&path)?;
+                found.removed.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// `container-4242`, or `container-4242-2`.
+    fn is_container_name(name: &str) -> bool {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        name.strip_prefix("container-").is_some_and(|rest| match rest.split_once('-') {
+            Some((pid, n)) => digits(pid) && digits(n),
+            None => digits(rest),
+        })
+    }
+
+    /// Removes a container's directory. A rootless container's files are
+    /// ours, but overlayfs makes `work/work` with mode 000, and a container
+    /// may make such directories too: without root, open them up first.
+    fn remove_tree(path: &Path) -> io::Result<()> {
+        fn open_up(path: &Path) -> io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = fs::symlink_metadata(path)?;
+            if meta.is_dir() {
+                fs::set_permissions(
+                    path,
+                    fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+                )?;
+                for entry in fs::read_dir(path)? {
+                    open_up(&entry?.path())?;
+                }
+            }
+            Ok(())
+        }
+        if !crate::is_root() {
+            open_up(path)?;
+        }
+        fs::remove_dir_all(path)
+    }
+
     fn find_unshare() -> Unshare {
         let Some(path) = crate::find_in_path("unshare") else { return Unshare::Missing };
         let output = Command::new(&path)
@@ -669,7 +844,7 @@ mod tests {
         let facts = healthy();
         assert!(checks(&facts).iter().all(|l| l.mark != Mark::Fail), "{:?}", checks(&facts));
         let steps = steps(&facts);
-        assert_eq!(steps.len(), 4);
+        assert_eq!(steps.len(), Step::ALL.len());
         assert!(steps.iter().all(|l| l.mark == Mark::Ok));
         assert_eq!(
             steps[3].text,
@@ -720,6 +895,56 @@ mod tests {
         let no_proc = RootfsFacts { proc_is_dir: false, ..mounted.clone() };
         let no_proc = RootfsFacts { mounted: vec![], ..no_proc };
         assert!(rootfs(&no_proc, true, true).text.contains("proc is not a directory"));
+    }
+
+    #[test]
+    fn rootless_overlay_needs_linux_5_11() {
+        assert!(rootless_overlay("6.8.0-45-generic") && rootless_overlay("5.11.0"));
+        assert!(!rootless_overlay("5.10.0-28-amd64") && !rootless_overlay("4.19.0"));
+        let facts = Facts { kernel: "5.10.0-28-amd64".into(), ..healthy() };
+        let step07 = steps(&facts).into_iter().find(|l| l.text.starts_with("step07")).unwrap();
+        assert_eq!(step07.mark, Mark::Warn);
+        assert!(step07.hints[0].contains("Linux 5.11 or later, and this is 5.10.0-28-amd64"));
+        let as_root =
+            Facts { root: true, probe: (65534, Probe::NoUserNamespace("x".into())), ..facts };
+        assert!(steps(&as_root).iter().all(|l| l.mark == Mark::Ok), "no --rootless, no warning");
+    }
+
+    #[test]
+    fn container_leftovers_are_reported() {
+        assert_eq!(containers_dir(true, None, 0), Path::new("/run/workshop-containers"));
+        let xdg = Some(std::ffi::OsStr::new("/run/user/1000"));
+        assert_eq!(
+            containers_dir(false, xdg, 1000),
+            Path::new("/run/user/1000/workshop-containers")
+        );
+        assert_eq!(containers_dir(false, None, 1000), Path::new("/tmp/workshop-containers-1000"));
+        let dir = PathBuf::from("/run/workshop-containers");
+        let removed = Containers {
+            dir: dir.clone(),
+            exists: true,
+            removed: vec!["container-41".into(), "container-42".into()],
+            kept: vec!["container-7".into()],
+            ..Containers::default()
+        };
+        let lines = containers(&removed);
+        assert_eq!(lines[0].mark, Mark::Ok);
+        assert_eq!(
+            lines[0].text,
+            "removed 2 leftover container directories in /run/workshop-containers, left by \
+             runtimes that were killed: container-41, container-42"
+        );
+        assert_eq!(
+            lines[1].hints,
+            ["sudo rm -r /run/workshop-containers/container-7   (when you are done with it)"]
+        );
+        let clean = Containers { dir: dir.clone(), exists: true, ..Containers::default() };
+        assert_eq!(
+            containers(&clean)[0].text,
+            "no leftover container directories in /run/workshop-containers"
+        );
+        let none = Containers { dir, ..Containers::default() };
+        assert_eq!(containers(&none)[0].mark, Mark::Info);
     }
 
     #[test]

@@ -27,11 +27,15 @@ pub enum Step {
     /// the article's full container demo
     #[value(name = "step04", alias = "step04-full-demo")]
     Step04,
+    /// the rootfs as a read-only image under an overlay
+    #[value(name = "step07", alias = "step07-overlay")]
+    Step07,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 4] = [Step::Step01, Step::Step02, Step::Step03, Step::Step04];
+    pub const ALL: [Step; 5] =
+        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step07];
 
     /// The step's crate (and binary) name.
     pub fn crate_name(self) -> &'static str {
@@ -40,10 +44,20 @@ impl Step {
             Step::Step02 => "step02-unshare-cli",
             Step::Step03 => "step03-pid-ns",
             Step::Step04 => "step04-full-demo",
+            Step::Step07 => "step07-overlay",
         }
     }
 
-    /// The short name: `step01` ... `step04`.
+    /// The file that holds the step's exercise regions, from the workspace
+    /// root: its `src/main.rs`, or, from step05 on, the `kit` module of its new idea.
+    pub fn exercise_source(self) -> String {
+        match self {
+            Step::Step07 => "kit/src/overlay.rs".to_string(),
+            _ => format!("{}/src/main.rs", self.crate_name()),
+        }
+    }
+
+    /// The short name: `step01`, `step02`...
     pub fn name(self) -> &'static str {
         &self.crate_name()[..6]
     }
@@ -52,7 +66,7 @@ impl Step {
     pub fn article_args(self) -> &'static [&'static str] {
         match self {
             Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
-            Step::Step01 | Step::Step03 | Step::Step04 => &[],
+            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step07 => &[],
         }
     }
 
