@@ -852,6 +852,21 @@ impl Cgroup {
     // ANCHOR_END: remove
 }
 
+impl Cgroup {
+    /// When the container has ended: (6) say which limits it ran into, and
+    /// (7) remove its cgroup. A failure here is reported, and does not change
+    /// the container's exit status.
+    pub fn end(mut self) {
+        let program = program_name().to_string_lossy();
+        for said in self.report() {
+            eprintln!("{program}: {said}");
+        }
+        if let Err(err) = self.remove() {
+            eprintln!("{program}: {err:#}\nhint: the next run of this step removes it");
+        }
+    }
+}
+
 /// Whatever happens to the runtime after (3), the cgroup goes with it,
 /// unless a `kill -9` gives no chance: then (2) of the next run removes it.
 impl Drop for Cgroup {

@@ -20,7 +20,7 @@
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
 
-pub mod overlay;
 /// Step08: limits the kernel enforces. Each container gets a cgroup of its
 /// own, made before it starts and removed after it ends.
 pub mod cgroup;
+pub mod overlay;

@@ -11,10 +11,7 @@
 //! cgroup.
 //!
 //! Everything else is the earlier steps' code, called: step04's namespaces,
-//! root and child (`kit::article`).
-// TODO(merge): step05 swaps chroot for pivot_root and a /dev, step06 runs an
-// init in the child, step07 puts an overlay under the root: their calls go
-// where the comments in `run` say.
+//! root and child (`kit::article`), step07's overlay (`kit::overlay`).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -24,14 +21,17 @@ use anyhow::Result;
 use clap::Parser;
 use kit::article::{self, program_name};
 use kit::cgroup::{self, Cgroup, CgroupArgs};
+use kit::overlay::{self, Layer};
 
 /// Run COMMAND in a container whose memory, processes and CPU time the kernel limits.
 #[derive(Debug, Parser)]
 #[command(name = "step08-cgroups", version)]
 struct Cli {
     #[command(flatten)]
+    overlay: overlay::Options,
+    #[command(flatten)]
     cgroup: CgroupArgs,
-    /// The directory that becomes `/` inside the container.
+    /// The image: the directory the container sees as `/`, which it never changes.
     #[arg(default_value = "./rootfs")]
     rootfs: PathBuf,
     /// The command to run inside the container, and its arguments.
@@ -55,25 +55,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let command: Vec<CString> =
         cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
-    // (1) to (4): find the layout, clean up, make the cgroup, write the limits.
-    // Before the root changes, while the host's /sys/fs/cgroup is in sight.
-    let mut cgroup = Cgroup::for_container(&cli.cgroup)?;
+    // (1) to (4): find the layout, clean up, make the cgroup, write the limits,
+    // while the host's /sys/fs/cgroup is in sight; it keeps handles for later.
+    let cgroup = Cgroup::for_container(&cli.cgroup)?;
     article::new_namespaces()?;
     article::make_mounts_private()?;
-    // step07: the overlay goes here; step05: pivot_root instead of chroot, and a /dev.
+    let mut layer = Layer::create(&cli.overlay)?; // step07: the container's layer
+    layer.mount_over(&cli.rootfs)?; // and the overlay, ROOTFS the image under it
+    // TODO(step05): pivot_root and /dev here, instead of step04's chroot.
     article::change_root(&cli.rootfs)?;
-    // (5) fork, and place the child in the cgroup before it goes on. (step06:
-    // the child becomes an init instead.)
+    // (5) fork, and place the child in the cgroup before it goes on.
+    // TODO(step06): the child becomes the init, instead of step04's container.
     let child = cgroup::fork_into(cgroup.as_ref(), |mask| article::container(&argv, mask))?;
-    let status = article::wait_for(child)?;
-    if let Some(cgroup) = &mut cgroup {
-        // (6) which limit it hit, then (7) remove the cgroup.
-        for said in cgroup.report() {
-            eprintln!("{}: {said}", program_name().to_string_lossy());
-        }
-        cgroup.remove()?;
+    let status = article::wait_for(child);
+    layer.end();
+    if let Some(cgroup) = cgroup {
+        cgroup.end(); // (6) say which limits it ran into, (7) remove the cgroup
     }
-    Ok(status)
+    status
 }
 // ANCHOR_END: run
 

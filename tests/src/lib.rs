@@ -31,15 +31,17 @@ pub enum Step {
     Step03PidNs,
     Step04FullDemo,
     Step07Overlay,
+    Step08Cgroups,
 }
 
 impl Step {
-    pub const ALL: [Step; 5] = [
+    pub const ALL: [Step; 6] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
         Step::Step04FullDemo,
         Step::Step07Overlay,
+        Step::Step08Cgroups,
     ];
 
     /// The crate and binary name, e.g. `step04-full-demo`.
@@ -50,6 +52,7 @@ impl Step {
             Step::Step03PidNs => "step03-pid-ns",
             Step::Step04FullDemo => "step04-full-demo",
             Step::Step07Overlay => "step07-overlay",
+            Step::Step08Cgroups => "step08-cgroups",
         }
     }
 
@@ -58,6 +61,7 @@ impl Step {
     pub fn exercise_source(self) -> &'static str {
         match self {
             Step::Step07Overlay => "kit/src/overlay.rs",
+            Step::Step08Cgroups => "kit/src/cgroup.rs",
             Step::Step01Chroot => "step01-chroot/src/main.rs",
             Step::Step02UnshareCli => "step02-unshare-cli/src/main.rs",
             Step::Step03PidNs => "step03-pid-ns/src/main.rs",
@@ -83,7 +87,10 @@ impl Step {
     pub fn args_for(self, rootfs: &Path, command: &[&str]) -> Vec<String> {
         let rootfs = rootfs.display().to_string();
         let mut args: Vec<String> = match self {
-            Step::Step01Chroot | Step::Step04FullDemo | Step::Step07Overlay => vec![rootfs],
+            Step::Step01Chroot
+            | Step::Step04FullDemo
+            | Step::Step07Overlay
+            | Step::Step08Cgroups => vec![rootfs],
             Step::Step02UnshareCli => {
                 let mut flags: Vec<String> = ["--root", &rootfs, "--mount-proc", "--pid", "--fork"]
                     .map(String::from)

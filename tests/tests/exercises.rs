@@ -33,6 +33,7 @@ fn regions(step: Step) -> Vec<Region> {
 #[case::step03_pid_ns(Step::Step03PidNs)]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();

@@ -37,7 +37,7 @@ fn status_section(step: Step) -> &'static str {
             "`wait_for`, where the parent of (3) waits: Exited(code) becomes code, \
              Signaled(N) becomes 128+N"
         }
-        Step::Step04FullDemo | Step::Step07Overlay => {
+        Step::Step04FullDemo | Step::Step07Overlay | Step::Step08Cgroups => {
             "`wait_for`, where the parent of (4) waits: Exited(code) becomes code, \
              Signaled(N) becomes 128+N"
         }
@@ -56,7 +56,7 @@ fn pid1_section(step: Step) -> &'static str {
             "sections (1) `new_namespaces` (CLONE_NEWPID) and (3) `fork_container` (the child \
              is the namespace's PID 1)"
         }
-        Step::Step04FullDemo | Step::Step07Overlay => {
+        Step::Step04FullDemo | Step::Step07Overlay | Step::Step08Cgroups => {
             "sections (1) `new_namespaces` (CLONE_NEWPID) and (4) `fork_container` (the child \
              is the namespace's PID 1)"
         }

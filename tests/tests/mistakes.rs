@@ -24,6 +24,7 @@ fn private_remount_section(step: Step) -> (&'static str, &'static str) {
         Step::Step03PidNs | Step::Step04FullDemo => ("(2)", "`make_mounts_private`"),
         Step::Step01Chroot => unreachable!("step01 makes no mount namespace"),
         Step::Step07Overlay => unreachable!("step07 calls step04's, which step04's case tests"),
+        Step::Step08Cgroups => unreachable!("step08 calls step04's, which step04's case tests"),
     }
 }
 

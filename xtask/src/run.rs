@@ -30,12 +30,15 @@ pub enum Step {
     /// the rootfs as a read-only image under an overlay
     #[value(name = "step07", alias = "step07-overlay")]
     Step07,
+    /// limits on memory, processes and CPU time: a cgroup per container
+    #[value(name = "step08", alias = "step08-cgroups")]
+    Step08,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 5] =
-        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step07];
+    pub const ALL: [Step; 6] =
+        [Step::Step01, Step::Step02, Step::Step03, Step::Step04, Step::Step07, Step::Step08];
 
     /// The step's crate (and binary) name.
     pub fn crate_name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Step {
             Step::Step03 => "step03-pid-ns",
             Step::Step04 => "step04-full-demo",
             Step::Step07 => "step07-overlay",
+            Step::Step08 => "step08-cgroups",
         }
     }
 
@@ -53,6 +57,7 @@ impl Step {
     pub fn exercise_source(self) -> String {
         match self {
             Step::Step07 => "kit/src/overlay.rs".to_string(),
+            Step::Step08 => "kit/src/cgroup.rs".to_string(),
             _ => format!("{}/src/main.rs", self.crate_name()),
         }
     }
@@ -66,7 +71,7 @@ impl Step {
     pub fn article_args(self) -> &'static [&'static str] {
         match self {
             Step::Step02 => &["--root", "rootfs", "--mount-proc", "--pid", "--fork", "/bin/sh"],
-            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step07 => &[],
+            Step::Step01 | Step::Step03 | Step::Step04 | Step::Step07 | Step::Step08 => &[],
         }
     }
 
