@@ -126,13 +126,15 @@ pub fn parse_pids(text: &str) -> Result<u64, String> {
 /// quota the kernel takes) up to the number of CPUs of this machine.
 pub fn parse_cpus(text: &str) -> Result<Cpus, String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let range = format!("give a number from 0.01 to {cpus}, the CPUs of this machine, e.g. 0.5");
     match text.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && (0.01..=cpus).contains(&n) => {
             Ok(Cpus { given: text.trim().to_string(), quota_us: (n * PERIOD_US as f64) as u64 })
         }
-        Ok(_) => Err(format!("`{text}` CPUs is out of range: {range}")),
-        Err(_) => Err(format!("`{text}` is not a number of CPUs: {range}")),
+        Ok(n) if n > cpus => Err(format!("`{text}` CPUs is more than this machine has ({cpus})")),
+        Ok(_) => Err(format!(
+            "`{text}` CPUs is too little: give 0.01 or more (1 ms in each 100 ms), e.g. 0.5"
+        )),
+        Err(_) => Err(format!("`{text}` is not a number of CPUs: give a fraction, e.g. 0.5")),
     }
 }
 
@@ -782,9 +784,12 @@ impl Cgroup {
             if killed > 0 {
                 said.push(format!(
                     "the container ran out of memory: it reached its limit (--memory {}) and the \
-                     kernel's OOM killer killed {killed} of its processes ({events}: oom_kill {killed})",
+                     kernel's OOM killer killed {killed} of its processes",
                     human_bytes(bytes)
                 ));
+                if self.limits.verbose {
+                    said.push(format!("(counted in {events}: oom_kill {killed})"));
+                }
             }
         }
         if let (Some(dir), Some(max)) = (self.dir("pids"), self.limits.pids) {
@@ -1165,7 +1170,7 @@ mod tests {
         fs::write(dir.join("pids.events"), "max 7\n").unwrap();
         let said = cgroup.report().join("\n");
         assert!(
-            said.contains("--memory 64M") && said.contains("memory.events: oom_kill 1"),
+            said.contains("--memory 64M") && said.contains("killed 1 of its processes"),
             "{said}"
         );
         assert!(said.contains("refused 7 forks") && said.contains("--pids 20"), "{said}");
@@ -1250,8 +1255,10 @@ mod tests {
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
         )
         .unwrap();
+        cgroup.limits.verbose = true;
         let said = cgroup.report().join("\n");
-        assert!(said.contains("memory.oom_control: oom_kill 2"), "{said}");
+        assert!(said.contains("killed 2 of its processes"), "{said}");
+        assert!(said.contains("(counted in memory.oom_control: oom_kill 2)"), "{said}");
         for controller in ["memory", "pids", "cpu"] {
             for entry in fs::read_dir(dir(controller)).unwrap() {
                 fs::remove_file(entry.unwrap().path()).unwrap(); // as the kernel would, on rmdir

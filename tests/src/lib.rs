@@ -9,6 +9,7 @@
 //! Failure messages are written for students: they say what the step did,
 //! what it should have done, and which section of the book explains it.
 
+pub mod cgroups;
 pub mod host;
 pub mod privilege;
 pub mod rootfs;
