@@ -751,6 +751,9 @@ pub fn fork_into(
         }
         ForkResult::Parent { child } => {
             drop(wait_here);
+            if std::env::var_os("BREAK").is_some() {
+                nix::unistd::write(&go, b"g")?;
+            }
             if let Some(cgroup) = cgroup
                 && let Err(err) = cgroup.place(child)
             {
@@ -1329,6 +1332,50 @@ mod tests {
             owner_is_gone("runtime-999999999-1")
                 && !owner_is_gone("not-ours")
                 && !owner_is_gone(&alive)
+        );
+    }
+
+    /// (5) No window: the child goes on only after the runtime's write to
+    /// cgroup.procs is done. Here cgroup.procs is a FIFO, so that write waits
+    /// until a reader comes, 200 ms later; the reader marks its coming first.
+    /// A child that went on before that finds no mark and exits 1.
+    #[test]
+    fn the_child_goes_on_only_once_placed() {
+        let root = fake_v2("memory pids cpu\n");
+        let layout = detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/\n").unwrap();
+        fs::create_dir(root.path().join(WORKSHOP)).unwrap();
+        kernel_fills(&root.path().join(WORKSHOP), &["cgroup.subtree_control"]);
+        let mut cgroup = Cgroup::create(&layout, &args(&[]), |_| true).unwrap();
+        // Never removed: the fake's directory goes with the temp dir (and
+        // reading a FIFO with no writer, as remove() would, waits forever).
+        cgroup.removed = true;
+        let procs = root.path().join(WORKSHOP).join(&cgroup.name).join("cgroup.procs");
+        nix::unistd::mkfifo(&procs, Mode::from_bits_truncate(0o600)).unwrap();
+        let mark = root.path().join("placed");
+        let reader = {
+            let (procs, mark) = (procs.clone(), mark.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                fs::write(&mark, "").unwrap();
+                fs::read_to_string(&procs).unwrap()
+            })
+        };
+        let mark_c = std::ffi::CString::new(mark.as_os_str().as_encoded_bytes()).unwrap();
+        let mask = SigSet::thread_get_mask().unwrap();
+        let child = fork_into(Some(&cgroup), |_| {
+            // SAFETY: access and _exit are async-signal-safe.
+            unsafe {
+                libc::_exit(if libc::access(mark_c.as_ptr(), libc::F_OK) == 0 { 0 } else { 1 })
+            }
+        })
+        .unwrap();
+        mask.thread_set_mask().unwrap();
+        assert_eq!(reader.join().unwrap(), child.to_string(), "the runtime wrote the child's PID");
+        let status = waitpid(child, None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(child, 0),
+            "the child went on before the runtime had placed it in its cgroup"
         );
     }
 
