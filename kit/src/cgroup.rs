@@ -564,8 +564,8 @@ fn available_controllers(base: &Path, needed: &[&str]) -> Result<Vec<String>> {
     if let Some(missing) = needed.iter().find(|c| !available.iter().any(|a| a == *c)) {
         bail!(
             "the {missing} controller is not delegated to {} (its cgroup.controllers: {})\n\
-             hint: systemd delegates memory and pids to users by default, and cpu only if \
-             configured (Delegate= in systemd.resource-control(5))",
+             hint: which controllers systemd delegates to a user depends on its version and \
+             configuration: see Delegate= in systemd.resource-control(5)",
             base.display(),
             listed.trim()
         );
