@@ -1074,6 +1074,33 @@ mod tests {
         assert!(!root.path().join(WORKSHOP).exists());
     }
 
+    /// Rootless on v2: the delegated cgroup is the user's, and lacks a
+    /// controller the root has: refused, naming the delegation.
+    #[test]
+    fn a_controller_not_delegated_is_refused() {
+        let root = fake_v2("memory pids cpu\n");
+        let service = root.path().join("user.slice/user@1000.service");
+        fs::create_dir_all(service.join("app.slice")).unwrap();
+        kernel_fills(&service, &["cgroup.subtree_control", "cgroup.procs"]);
+        fs::write(service.join("cgroup.controllers"), "memory pids\n").unwrap();
+        let mountinfo = mount_line(30, root.path(), "cgroup2", "rw");
+        let layout = detect(&mountinfo, "0::/user.slice/user@1000.service/app.slice\n").unwrap();
+        let users = |dir: &Path| dir.starts_with(&service);
+        let err = Cgroup::create(&layout, &args(&["--cpus", "0.5"]), users).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("the cpu controller is not delegated to"), "{message}");
+        assert!(message.contains("Delegate="), "{message}");
+        assert!(!service.join(WORKSHOP).exists(), "nothing should be made");
+        // memory and pids are delegated: the cgroup is made in the user's tree
+        // (whose container-workshop the kernel would fill with its files).
+        fs::create_dir(service.join(WORKSHOP)).unwrap();
+        kernel_fills(&service.join(WORKSHOP), &["cgroup.subtree_control"]);
+        let mut cgroup = Cgroup::create(&layout, &args(&["--pids", "20"]), users).unwrap();
+        assert_eq!(cgroup.paths(), [service.join(WORKSHOP).join(&cgroup.name)]);
+        assert_eq!(read(service.join("cgroup.subtree_control")), "+memory +pids");
+        cgroup.removed = true; // the fake's directory is removed with the temp dir
+    }
+
     /// Without a delegated subtree: refused, and nothing made.
     #[test]
     fn no_delegation_is_refused_before_anything_is_made() {
