@@ -306,7 +306,8 @@ fn step08_next_run_removes_what_a_killed_runtime_left() {
             dir.display()
         );
     }
-    let next = Runner::step(STEP, cgroups.args(&[], &["/bin/true"])).run();
+    let (transcript, next) =
+        Transcript::command(Runner::step(STEP, cgroups.args(&[], &["/bin/true"])));
     next.expect_success();
     for dir in &left {
         let said =
@@ -320,6 +321,18 @@ fn step08_next_run_removes_what_a_killed_runtime_left() {
         assert!(!dir.exists(), "{} should be gone", dir.display());
     }
     cgroups.expect_clean("after the next run");
+    // The book shows the first of these lines (v1 has one per tree, v2 one),
+    // with what differs between machines and runs in <>.
+    let text = as_typed(transcript, &cgroups).0;
+    let mut lines = text.lines().filter(|l| l.starts_with('$') || l.contains("removed the cgroup"));
+    let mut shown =
+        format!("{}\n{}\n", lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
+    let tree =
+        left[0].parent().and_then(|p| p.parent()).and_then(|p| p.parent()).expect("the tree");
+    let name = left[0].file_name().expect("a name").to_string_lossy().into_owned();
+    shown = shown.replace(&tree.display().to_string(), "<cgroup tree>");
+    shown = shown.replace(&name, "runtime-<PID>-<START>").replace(&runtime.to_string(), "<PID>");
+    Transcript(shown).assert_matches("step08_stale");
 }
 
 /// A bad value is refused with a message that says what a good one is,
