@@ -207,9 +207,12 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
                     .hint("work as root, install sudo, or allow unprivileged user namespaces (see above)");
             }
             let mut line = Line::new(Mark::Ok, format!("{name} can run here: {}", commands.join(", or ")));
-            if step == Step::Step07Overlay && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
+            if matches!(step, Step::Step07Overlay | Step::Step08Cgroups) && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
                 line.mark = Mark::Warn;
                 line = line.hint(format!("not with --rootless: an overlay in a user namespace needs Linux 5.11 or later, and this is {}", facts.kernel));
+            }
+            if step == Step::Step08Cgroups && commands.iter().any(|c| c.ends_with("--rootless")) {
+                line = line.hint("with --rootless, its limits need a cgroup tree delegated to you (run it under `systemd-run --user --scope -p Delegate=yes`), or pass it --no-cgroup to run without limits");
             }
             if step.needs_rootfs() && !rootfs_ok {
                 if pinned {
