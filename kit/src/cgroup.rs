@@ -9,36 +9,38 @@
 //! Step08 gives each container a fresh cgroup, in seven parts:
 //! (1) find the cgroup filesystem (v2, or v1 on older machines) and the part
 //! of it we may write to; (2) remove what a killed runtime left behind;
-//! (3) make the container's cgroup; (4) write its limits; (5) put the first
-//! process in it *before* it runs the command; (6) when the container ends,
-//! say which limit it ran into; (7) remove the cgroup.
+//! (3) make the container's cgroup; (4) write its limits; (5) the container's
+//! first process joins it, first thing after the fork, before it runs anything
+//! of the container's; (6) when the container ends, say which limit it ran
+//! into; (7) remove the cgroup.
 //!
 //! The runtime reaches the cgroup through directory handles opened in (3):
-//! after `pivot_root` (step05) the runtime no longer sees the host's
-//! `/sys/fs/cgroup`, and the handles still lead there.
+//! after step05's `pivot_root` the runtime no longer sees the host's
+//! `/sys/fs/cgroup`, and the handles still lead there (as step07's do to the
+//! container's directory).
 
-use std::convert::Infallible;
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{Read as _, Write as _};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, OFlag, openat};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
-use nix::sys::stat::{Mode, mkdirat};
-use nix::sys::wait::waitpid;
-use nix::unistd::{AccessFlags, ForkResult, Pid, UnlinkatFlags, faccessat, fork, pipe2, unlinkat};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::unistd::{AccessFlags, Pid, faccessat};
 
-use crate::article::{die, program_name};
+use crate::article::{die, report};
 
-// ANCHOR: args
-/// The container's limits: step08's options. Each is checked when it is
-/// parsed, so a bad value stops the runtime before anything is created.
+// ANCHOR: options
+/// The container's limits: step08's options, which later steps
+/// `#[command(flatten)]` into their own. Each value is checked when it is
+/// parsed, so a bad one stops the runtime before anything is made.
 #[derive(Clone, Debug, Default, clap::Args)]
-pub struct CgroupArgs {
+#[group(id = "limits")] // clap's name for the group, which step07's `Options` has taken
+pub struct Options {
     /// Memory limit, in bytes or with K, M or G (powers of 1024), e.g. `64M`:
     /// past it, the kernel's OOM killer kills a process of the container
     #[arg(long, value_name = "BYTES", value_parser = parse_memory, allow_negative_numbers = true)]
@@ -53,21 +55,25 @@ pub struct CgroupArgs {
     pub cpus: Option<Cpus>,
     /// Where the container's cgroup goes: a relative path under the cgroup
     /// tree we may write to
-    #[arg(long, value_name = "PATH", default_value = WORKSHOP, value_parser = parse_parent)]
+    #[arg(long, value_name = "PATH", default_value = WORKSHOP, env = PARENT_ENV, value_parser = parse_parent)]
     pub cgroup_parent: String,
     /// Run with no cgroup at all, so without limits: for a rootless runtime
-    /// where no cgroup is delegated to the user
+    /// to which no cgroup tree is delegated
     #[arg(long, conflicts_with_all = ["memory", "pids", "cpus"])]
     pub no_cgroup: bool,
     /// Say which cgroup version is used, and where the container's cgroup is
     #[arg(long)]
     pub verbose: bool,
 }
-// ANCHOR_END: args
+// ANCHOR_END: options
 
-/// The workshop's own corner of the cgroup tree: each container's cgroup is
+/// The workshop's own corner of the cgroup trees: each container's cgroup is
 /// made in it, and nothing else of ours is anywhere else.
 pub const WORKSHOP: &str = "container-workshop";
+
+/// The environment variable that sets `--cgroup-parent`: the tests give each
+/// run a corner of its own with it.
+pub const PARENT_ENV: &str = "WORKSHOP_CGROUP_PARENT";
 
 /// The CPU period, in microseconds: the kernel's default, 100 ms. `--cpus
 /// 0.5` lets the container run 50 ms in each period.
@@ -157,12 +163,15 @@ pub fn parse_parent(text: &str) -> Result<String, String> {
     }
 }
 
-impl CgroupArgs {
+impl Options {
     /// The controllers the limits asked for need, by their names in both versions.
     fn needed(&self) -> Vec<&'static str> {
-        let asked = [("memory", self.memory.is_some()), ("pids", self.pids.is_some())];
-        let cpu = [("cpu", self.cpus.is_some())];
-        asked.into_iter().chain(cpu).filter(|(_, asked)| *asked).map(|(name, _)| name).collect()
+        let asked = [
+            ("memory", self.memory.is_some()),
+            ("pids", self.pids.is_some()),
+            ("cpu", self.cpus.is_some()),
+        ];
+        asked.into_iter().filter(|(_, asked)| *asked).map(|(name, _)| name).collect()
     }
 }
 
@@ -305,8 +314,14 @@ fn unescape(field: &str) -> String {
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
         match u8::from_str_radix(rest.get(at + 1..at + 4).unwrap_or(""), 8) {
-            Ok(byte) => (out.push(byte as char), rest = &rest[at + 4..]).1,
-            Err(_) => (out.push('\\'), rest = &rest[at + 1..]).1,
+            Ok(byte) => {
+                out.push(byte as char);
+                rest = &rest[at + 4..];
+            }
+            Err(_) => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
         }
     }
     out + rest
@@ -331,19 +346,25 @@ pub fn delegated(hierarchy: &Hierarchy, writable: impl Fn(&Path) -> bool) -> Opt
 }
 // ANCHOR_END: delegated
 
-/// Whether this process may make a cgroup in `dir` and move processes through it.
+/// Whether this process may make a cgroup in `dir` and move processes through
+/// it. Root of a user namespace may not, unless the files belong to a user it
+/// knows: those of the host's root are `nobody`'s there.
 pub fn writable(dir: &Path) -> bool {
-    let may = |path: &Path| {
-        faccessat(AT_FDCWD, path, AccessFlags::W_OK, nix::fcntl::AtFlags::AT_EACCESS).is_ok()
-    };
+    let may =
+        |path: &Path| faccessat(AT_FDCWD, path, AccessFlags::W_OK, AtFlags::AT_EACCESS).is_ok();
     may(dir) && may(&dir.join("cgroup.procs"))
 }
 
 /// Says that no cgroup is delegated to us, and what to do.
 fn not_delegated(hierarchy: &Hierarchy) -> anyhow::Error {
-    let uid = nix::unistd::geteuid();
+    let me = nix::unistd::geteuid().as_raw();
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let who = match crate::overlay::outer_uid(&uid_map, me) {
+        Some(outer) if outer != me => format!("uid {outer}, root of a user namespace"),
+        _ => format!("uid {me}"),
+    };
     anyhow!(
-        "cannot make a cgroup for the container: none is delegated to this user (uid {uid}): \
+        "cannot make a cgroup for the container: none is delegated to this user ({who}): \
          from {} up to {}, this process may write to no cgroup\n\
          hint: as root (sudo), the runtime makes its cgroups under {}/{WORKSHOP}\n\
          hint: rootless, cgroups need a subtree delegated to you: systemd delegates one to \
@@ -356,24 +377,26 @@ fn not_delegated(hierarchy: &Hierarchy) -> anyhow::Error {
     )
 }
 
-/// A cgroup directory that was opened as a handle, and the handles to the
-/// cgroups above it up to the delegated one: enough to remove it, and its
-/// parents when they are empty, from anywhere, even after pivot_root.
+/// The container's cgroup in one tree (a hierarchy): its directory, and the
+/// handles to the cgroups above it up to the delegated one: enough to reach
+/// it, and to remove it and its parents when they are empty, from anywhere,
+/// even after pivot_root.
 #[derive(Debug)]
-struct Dir {
+struct InTree {
     /// Where it is on the host, for messages.
     path: PathBuf,
     /// Which of [`CONTROLLERS`] it has.
     controllers: Vec<String>,
     /// The delegated cgroup, then each level of `--cgroup-parent`, then the
     /// container's own cgroup, last.
-    levels: Vec<OwnedFd>,
+    levels: Vec<Dir>,
     /// The names of `levels[1..]`, each in the one before.
     names: Vec<String>,
 }
 
-impl Dir {
-    fn fd(&self) -> &OwnedFd {
+impl InTree {
+    /// A handle on the container's own cgroup.
+    fn dir(&self) -> &Dir {
         self.levels.last().expect("a cgroup has at least its own level")
     }
 
@@ -382,14 +405,16 @@ impl Dir {
     }
 }
 
-/// The container's cgroup: one directory on v2, one per controller on v1.
+/// The container's cgroup: one directory on v2, one per controller's tree on
+/// v1, none with `--no-cgroup`.
 #[derive(Debug)]
 pub struct Cgroup {
-    pub version: Version,
+    /// None with `--no-cgroup`.
+    pub version: Option<Version>,
     /// `runtime-<PID>-<start time>`: which runtime made it, provably (see [`owner_is_gone`]).
     pub name: String,
-    dirs: Vec<Dir>,
-    limits: CgroupArgs,
+    trees: Vec<InTree>,
+    limits: Options,
     /// The runtime's PID: only the runtime removes the cgroup (never a forked child).
     owner: u32,
     removed: bool,
@@ -420,8 +445,9 @@ pub fn owner_is_gone(name: &str) -> bool {
 }
 
 /// (2) Removes the cgroups in `parent` left by runtimes that were killed
-/// (`kill -9` gives no chance to clean up), and says so. A stale cgroup that
-/// still holds processes is left as it is, with a hint: they are not ours to kill.
+/// (`kill -9` gives no chance to clean up), and says what it did. A stale
+/// cgroup that still holds processes is left as it is, with a hint: they are
+/// not ours to kill.
 pub fn remove_stale(parent: &Path) -> Vec<String> {
     // ANCHOR: exercise_stale (2) remove stale cgroups: each runtime-PID-START in parent whose PID is gone, rmdir(2)
     let mut said = Vec::new();
@@ -455,55 +481,69 @@ pub fn remove_stale(parent: &Path) -> Vec<String> {
 // ANCHOR_END: stale
 
 impl Cgroup {
-    /// Steps (1) to (4): finds the layout, cleans up after killed runtimes,
-    /// makes the container's cgroup and writes its limits. None with `--no-cgroup`.
-    pub fn for_container(args: &CgroupArgs) -> Result<Option<Cgroup>> {
-        if args.no_cgroup {
-            return Ok(None);
+    // ANCHOR: create
+    /// (1) to (4): finds the layout, cleans up after killed runtimes, makes
+    /// the container's cgroup and writes its limits, while the host's
+    /// /sys/fs/cgroup is in sight: before the namespaces, and step05's
+    /// pivot_root. With `--no-cgroup`, a cgroup of nothing: (5) to (7) do nothing.
+    pub fn create(options: &Options) -> Result<Cgroup> {
+        if options.no_cgroup {
+            return Ok(Cgroup::none(options));
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .context("failed to read /proc/self/mountinfo")?;
         let self_cgroup = std::fs::read_to_string("/proc/self/cgroup")
             .context("failed to read /proc/self/cgroup")?;
         let layout = detect(&mountinfo, &self_cgroup)?;
-        let cgroup = Cgroup::create(&layout, args, writable)?;
+        let cgroup = Cgroup::make(&layout, options, writable)?;
         cgroup.write_limits()?;
-        if args.verbose {
-            let name = program_name().to_string_lossy();
-            eprintln!("{name}: {}", layout.why);
-            for dir in &cgroup.dirs {
-                eprintln!(
-                    "{name}: the container's cgroup: {} ({})",
-                    dir.path.display(),
-                    dir.controllers.join(", ")
-                );
+        if options.verbose {
+            report(&layout.why);
+            for tree in &cgroup.trees {
+                report(format_args!(
+                    "the container's cgroup: {} ({})",
+                    tree.path.display(),
+                    tree.controllers.join(", ")
+                ));
             }
         }
-        Ok(Some(cgroup))
+        Ok(cgroup)
+    }
+    // ANCHOR_END: create
+
+    /// No cgroup at all: `--no-cgroup`.
+    fn none(options: &Options) -> Cgroup {
+        Cgroup {
+            version: None,
+            name: String::new(),
+            trees: Vec::new(),
+            limits: options.clone(),
+            owner: std::process::id(),
+            removed: true,
+        }
     }
 
-    /// (2) and (3): in each hierarchy, removes stale cgroups and makes
-    /// `<delegated>/<--cgroup-parent>/runtime-<PID>-<start>`, with a handle to
+    /// (2) and (3): in each tree, removes stale cgroups and makes
+    /// `<delegated>/<--cgroup-parent>/runtime-<PID>-<start>`, with a handle on
     /// each level. `writable` says where we may write (see [`delegated`]).
-    pub fn create(
+    pub fn make(
         layout: &Layout,
-        args: &CgroupArgs,
+        options: &Options,
         writable: impl Fn(&Path) -> bool,
     ) -> Result<Cgroup> {
         let owner = std::process::id();
         let start = start_time(owner)
             .context("failed to read this process's start time in /proc/self/stat")?;
-        let name = format!("runtime-{owner}-{start}");
-        for needed in args.needed() {
+        for needed in options.needed() {
             if !layout.hierarchies.iter().any(|h| h.controllers.iter().any(|c| c == needed)) {
                 let hint = match layout.version {
                     Version::V2 => {
                         "the cgroup.controllers file at the top of the tree lists the \
-                                    controllers it has"
+                         controllers it has"
                     }
                     Version::V1 => {
-                        "no v1 hierarchy has it: `grep cgroup /proc/self/mountinfo` \
-                                    lists those mounted"
+                        "no v1 hierarchy has it: `grep cgroup /proc/self/mountinfo` lists those \
+                         mounted"
                     }
                 };
                 bail!(
@@ -514,37 +554,42 @@ impl Cgroup {
             }
         }
         let mut cgroup = Cgroup {
-            version: layout.version,
-            name,
-            dirs: Vec::new(),
-            limits: args.clone(),
+            version: Some(layout.version),
+            name: format!("runtime-{owner}-{start}"),
+            trees: Vec::new(),
+            limits: options.clone(),
             owner,
             removed: false,
         };
+        let mut bases = Vec::new();
         for hierarchy in &layout.hierarchies {
             let base = delegated(hierarchy, &writable).ok_or_else(|| not_delegated(hierarchy))?;
-            let parent = base.join(&args.cgroup_parent);
-            for said in remove_stale(&parent) {
-                eprintln!("{}: {said}", program_name().to_string_lossy());
-            }
             let controllers = match layout.version {
-                Version::V2 => available_controllers(&base, &args.needed())?,
+                Version::V2 => available_controllers(&base, &options.needed())?,
                 Version::V1 => hierarchy.controllers.clone(),
             };
-            let dir = make(&base, &args.cgroup_parent, &cgroup.name, layout.version, controllers)?;
-            cgroup.dirs.push(dir);
+            bases.push((base, controllers));
+        }
+        // Checked everywhere first: nothing is made unless it can be made everywhere.
+        for (base, controllers) in bases {
+            for said in remove_stale(&base.join(&options.cgroup_parent)) {
+                report(said);
+            }
+            let version = layout.version;
+            let tree = make(&base, &options.cgroup_parent, &cgroup.name, version, controllers)?;
+            cgroup.trees.push(tree);
         }
         Ok(cgroup)
     }
 
-    /// The directory that has `controller`.
-    fn dir(&self, controller: &str) -> Option<&Dir> {
-        self.dirs.iter().find(|dir| dir.has(controller))
+    /// The directory of the tree that has `controller`.
+    fn tree(&self, controller: &str) -> Option<&InTree> {
+        self.trees.iter().find(|tree| tree.has(controller))
     }
 
-    /// Where the container's cgroup is: one path per hierarchy.
+    /// Where the container's cgroup is: one path per tree.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|dir| dir.path.clone()).collect()
+        self.trees.iter().map(|tree| tree.path.clone()).collect()
     }
 }
 
@@ -587,60 +632,56 @@ fn make(
     name: &str,
     version: Version,
     controllers: Vec<String>,
-) -> Result<Dir> {
+) -> Result<InTree> {
     let path = base.join(parent).join(name);
-    let fail = |err: Errno| anyhow!("failed to make the cgroup {}: {err}", path.display());
+    let fail = |err: std::io::Error| anyhow!("failed to make the cgroup {}: {err}", path.display());
     let names: Vec<String> = parent.split('/').chain([name]).map(String::from).collect();
     let enable: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
-    let directory = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     'attempt: for _ in 0..10 {
-        let mut levels = vec![openat(AT_FDCWD, base, directory, Mode::empty()).map_err(fail)?];
+        let mut levels = vec![Dir::open_ambient_dir(base, ambient_authority()).map_err(fail)?];
         for (index, level) in names.iter().enumerate() {
             let here = levels.last().expect("the base is open");
             if version == Version::V2 {
                 let shown = base.join(names[..index].join("/"));
                 write_file(here, &shown, "cgroup.subtree_control", &enable.join(" "))?;
             }
-            // ANCHOR: exercise_make (3) make the cgroup: mkdir(2) each level, keep an open(2) O_DIRECTORY handle on it
-            match mkdirat(here, level.as_str(), Mode::from_bits_truncate(0o755)) {
+            // ANCHOR: exercise_make (3) make the cgroup: mkdir(2) each level, keep a handle on it (open(2) O_DIRECTORY)
+            match here.create_dir(level) {
                 Ok(()) => {}
-                Err(Errno::EEXIST) if index + 1 < names.len() => {} // a parent others share
-                Err(Errno::ENOENT) => continue 'attempt,            // `here` was just removed
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::AlreadyExists
+                        && index + 1 < names.len() => {} // a parent others share
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue 'attempt, // `here` was just removed
                 Err(err) => return Err(fail(err)),
             }
-            match openat(here, level.as_str(), directory, Mode::empty()) {
-                Ok(fd) => levels.push(fd),
-                Err(Errno::ENOENT) => continue 'attempt,
+            match here.open_dir(level) {
+                Ok(dir) => levels.push(dir),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue 'attempt,
                 Err(err) => return Err(fail(err)),
             }
             // ANCHOR_END: exercise_make
         }
-        return Ok(Dir { path, controllers, levels, names });
+        return Ok(InTree { path, controllers, levels, names });
     }
     bail!("failed to make the cgroup {}: its parent kept disappearing", path.display())
 }
 // ANCHOR_END: make
 
-/// Writes `value` to the file `name` of the cgroup at `dir`.
-fn write_file(dir: &OwnedFd, path: &Path, name: &str, value: &str) -> Result<()> {
-    let fd = openat(dir, name, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+/// Writes `value` to the file `name` of the cgroup at `dir` (`path` on the
+/// host, for messages), in one write(2), as the kernel wants it.
+fn write_file(dir: &Dir, path: &Path, name: &str, value: &str) -> Result<()> {
+    let mut file = dir
+        .open_with(name, OpenOptions::new().write(true))
         .with_context(|| format!("failed to open {}/{name}", path.display()))?;
-    File::from(fd)
-        .write_all(value.as_bytes())
+    file.write_all(value.as_bytes())
         .with_context(|| format!("failed to write {value} to {}/{name}", path.display()))
 }
 
 /// Reads the file `name` of the cgroup at `dir`.
-fn read_file(dir: &OwnedFd, name: &str) -> std::io::Result<String> {
-    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+fn read_file(dir: &Dir, name: &str) -> std::io::Result<String> {
     let mut text = String::new();
-    File::from(fd).read_to_string(&mut text)?;
+    dir.open(name)?.read_to_string(&mut text)?;
     Ok(text)
-}
-
-/// Whether the cgroup at `dir` has the file `name` (some depend on the kernel's version and options).
-fn has_file(dir: &OwnedFd, name: &str) -> bool {
-    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::empty()).is_ok()
 }
 
 /// The number after `key` on the `key N` line of a flat-keyed cgroup file
@@ -660,19 +701,20 @@ impl Cgroup {
     /// container over its memory limit would swap instead of being stopped.
     pub fn write_limits(&self) -> Result<()> {
         let limits = &self.limits;
+        let write = |controller: &str, name: &str, value: String| match self.tree(controller) {
+            Some(tree) => write_file(tree.dir(), &tree.path, name, &value),
+            None => Ok(()), // asked for no limit: `make` checked
+        };
+        // Some files exist only with some kernels' options (swap accounting).
+        let exists = |controller: &str, name: &str| {
+            self.tree(controller).is_some_and(|tree| tree.dir().exists(name))
+        };
         // ANCHOR: exercise_limits (4) write the limits: write(2) memory.max, pids.max, cpu.max (v2) or their v1 files
-        let write = |controller: &str, name: &str, value: String| match self.dir(controller) {
-            Some(dir) => write_file(dir.fd(), &dir.path, name, &value),
-            None => Ok(()), // asked for no limit: checked in `create`
-        };
-        let optional = |controller: &str, name: &str| {
-            self.dir(controller).is_some_and(|d| has_file(d.fd(), name))
-        };
         match self.version {
-            Version::V2 => {
+            Some(Version::V2) => {
                 if let Some(bytes) = limits.memory {
                     write("memory", "memory.max", bytes.to_string())?;
-                    if optional("memory", "memory.swap.max") {
+                    if exists("memory", "memory.swap.max") {
                         write("memory", "memory.swap.max", "0".into())?;
                     }
                 }
@@ -683,10 +725,10 @@ impl Cgroup {
                     write("cpu", "cpu.max", format!("{} {PERIOD_US}", cpus.quota_us))?;
                 }
             }
-            Version::V1 => {
+            Some(Version::V1) => {
                 if let Some(bytes) = limits.memory {
                     write("memory", "memory.limit_in_bytes", bytes.to_string())?;
-                    if optional("memory", "memory.memsw.limit_in_bytes") {
+                    if exists("memory", "memory.memsw.limit_in_bytes") {
                         write("memory", "memory.memsw.limit_in_bytes", bytes.to_string())?;
                     }
                 }
@@ -698,92 +740,55 @@ impl Cgroup {
                     write("cpu", "cpu.cfs_quota_us", cpus.quota_us.to_string())?;
                 }
             }
+            None => {} // --no-cgroup
         }
         Ok(())
         // ANCHOR_END: exercise_limits
     }
     // ANCHOR_END: limits
 
-    /// (5) Puts process `pid` in the container's cgroup, in every hierarchy:
-    /// writing a PID to `cgroup.procs` moves that process. Its children are
-    /// born where it is.
-    pub fn place(&self, pid: Pid) -> Result<()> {
-        for dir in &self.dirs {
-            write_file(dir.fd(), &dir.path, "cgroup.procs", &pid.to_string())?;
-        }
-        Ok(())
-    }
-}
-
-// ANCHOR: fork_into
-/// (5) Forks the container's first process into `cgroup`, with no moment in
-/// which it runs unlimited: the child waits on a pipe until the parent has
-/// written its PID to `cgroup.procs`, and only then goes on to `child`. If
-/// the parent fails (or dies), the child reads end-of-file and exits.
-/// As step04's `fork_container`, Ctrl-C is blocked in the runtime, and the
-/// child gets the mask it had before, to restore.
-/// <https://man7.org/linux/man-pages/man2/pipe.2.html>
-#[allow(unreachable_code)] // the child's closure never returns: Infallible has no value
-pub fn fork_into(
-    cgroup: Option<&Cgroup>,
-    child: impl FnOnce(&SigSet) -> Infallible,
-) -> Result<Pid> {
-    let keyboard = SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]);
-    let old_mask = keyboard.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
-    // ANCHOR: exercise_place (5) place the child before it runs: pipe(2), fork(2); the parent writes cgroup.procs, then "go"
-    let (wait_here, go) = pipe2(OFlag::O_CLOEXEC).context("failed to make the pipe")?;
-    // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
-    match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => {
-            drop(go); // or the read below would never see end-of-file
-            let mut byte = [0u8];
-            let read = loop {
-                match nix::unistd::read(&wait_here, &mut byte) {
-                    Err(Errno::EINTR) => continue,
-                    other => break other,
-                }
-            };
-            if read != Ok(1) {
-                die(125, &[b"the runtime did not place the container in its cgroup"]);
+    // ANCHOR: join
+    /// (5) In the container's first process, first thing after the fork: it
+    /// moves itself into the container's cgroup, in every tree, by writing `0`
+    /// to `cgroup.procs`, which means "the process that writes this". So it
+    /// runs nothing of the container's outside its limits, and every process
+    /// it forks, the command first, is born inside. It goes through the
+    /// handles of (3), before step04's `start_clean` closes them. In the child
+    /// between fork and exec: system calls only, no allocation, and a failure
+    /// goes through step04's `die`.
+    pub fn join(&self) {
+        for tree in &self.trees {
+            // ANCHOR: exercise_join (5) join the cgroup: write(2) "0" to cgroup.procs, through an openat(2) on the cgroup's handle
+            let procs = openat(
+                tree.dir(),
+                c"cgroup.procs",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            );
+            let written = procs.and_then(|procs| nix::unistd::write(procs, b"0"));
+            if let Err(err) = written {
+                let path = tree.path.as_os_str().as_bytes();
+                die(125, &[b"failed to join the cgroup ", path, b": ", err.desc().as_bytes()]);
             }
-            drop(wait_here);
-            match child(&old_mask) {}
-        }
-        ForkResult::Parent { child } => {
-            drop(wait_here);
-            if std::env::var_os("BREAK").is_some() {
-                nix::unistd::write(&go, b"g")?;
-            }
-            if let Some(cgroup) = cgroup
-                && let Err(err) = cgroup.place(child)
-            {
-                let _ = kill(child, Signal::SIGKILL); // it has run nothing yet
-                let _ = waitpid(child, None);
-                return Err(err);
-            }
-            nix::unistd::write(&go, b"g").context("failed to tell the container to go")?;
-            Ok(child)
+            // ANCHOR_END: exercise_join
         }
     }
-    // ANCHOR_END: exercise_place
-}
-// ANCHOR_END: fork_into
+    // ANCHOR_END: join
 
-impl Cgroup {
     // ANCHOR: report
     /// (6) After the container: which limits it ran into, read from the
     /// counters the kernel keeps. `oom_kill` counts the processes the OOM
     /// killer killed in this cgroup; pids' `max` counts the forks it refused.
     pub fn report(&self) -> Vec<String> {
-        // ANCHOR: exercise_report (6) say which limit was hit: read(2) oom_kill in memory.events (v2) or memory.oom_control (v1), max in pids.events
         let mut said = Vec::new();
         let events = match self.version {
-            Version::V2 => "memory.events",
-            Version::V1 => "memory.oom_control",
+            Some(Version::V2) => "memory.events",
+            _ => "memory.oom_control",
         };
-        if let (Some(dir), Some(bytes)) = (self.dir("memory"), self.limits.memory) {
+        // ANCHOR: exercise_report (6) say which limit was hit: read(2) oom_kill in memory.events (v2) or memory.oom_control (v1), max in pids.events
+        if let (Some(tree), Some(bytes)) = (self.tree("memory"), self.limits.memory) {
             let killed =
-                read_file(dir.fd(), events).map(|text| count(&text, "oom_kill")).unwrap_or(0);
+                read_file(tree.dir(), events).map(|text| count(&text, "oom_kill")).unwrap_or(0);
             if killed > 0 {
                 said.push(format!(
                     "the container ran out of memory: it reached its limit (--memory {}) and the \
@@ -795,9 +800,9 @@ impl Cgroup {
                 }
             }
         }
-        if let (Some(dir), Some(max)) = (self.dir("pids"), self.limits.pids) {
+        if let (Some(tree), Some(max)) = (self.tree("pids"), self.limits.pids) {
             let refused =
-                read_file(dir.fd(), "pids.events").map(|text| count(&text, "max")).unwrap_or(0);
+                read_file(tree.dir(), "pids.events").map(|text| count(&text, "max")).unwrap_or(0);
             if refused > 0 {
                 said.push(format!(
                     "the container reached its limit of {max} processes (--pids {max}): the \
@@ -805,8 +810,8 @@ impl Cgroup {
                 ));
             }
         }
-        said
         // ANCHOR_END: exercise_report
+        said
     }
     // ANCHOR_END: report
 
@@ -823,33 +828,36 @@ impl Cgroup {
         }
         self.removed = true;
         let deadline = Instant::now() + Duration::from_secs(5);
-        for dir in &self.dirs {
-            // ANCHOR: exercise_remove (7) remove the cgroup: kill what is left (cgroup.kill), then unlinkat(2) AT_REMOVEDIR each level
-            let (levels, names) = (&dir.levels, &dir.names);
+        for tree in &self.trees {
+            let (levels, names) = (&tree.levels, &tree.names);
             let own = names.last().expect("the container's own name");
             let above = &levels[levels.len() - 2];
+            // ANCHOR: exercise_remove (7) remove the cgroup: kill what is left (cgroup.kill), then rmdir(2) it, and its parents while empty
             loop {
-                if has_file(dir.fd(), "cgroup.kill") {
-                    let _ = write_file(dir.fd(), &dir.path, "cgroup.kill", "1");
+                if tree.dir().exists("cgroup.kill") {
+                    let _ = write_file(tree.dir(), &tree.path, "cgroup.kill", "1");
                 } else {
-                    let procs = read_file(dir.fd(), "cgroup.procs").unwrap_or_default();
+                    let procs = read_file(tree.dir(), "cgroup.procs").unwrap_or_default();
                     for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
-                match unlinkat(above, own.as_str(), UnlinkatFlags::RemoveDir) {
-                    Ok(()) | Err(Errno::ENOENT) => break,
+                match above.remove_dir(own) {
+                    Ok(()) => break,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => break,
                     // EBUSY: a killed process has not quite exited yet
-                    Err(Errno::EBUSY) if Instant::now() < deadline => {
+                    Err(err)
+                        if err.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(10))
                     }
-                    Err(err) => bail!("failed to remove the cgroup {}: {err}", dir.path.display()),
+                    Err(err) => bail!("failed to remove the cgroup {}: {err}", tree.path.display()),
                 }
             }
             // The parents, from the bottom up, while they are empty.
             for (at, name) in levels[..levels.len() - 2].iter().zip(&names[..names.len() - 1]).rev()
             {
-                if unlinkat(at, name.as_str(), UnlinkatFlags::RemoveDir).is_err() {
+                if at.remove_dir(name).is_err() {
                     break; // ENOTEMPTY or EBUSY: another container's; leave it
                 }
             }
@@ -858,21 +866,20 @@ impl Cgroup {
         Ok(())
     }
     // ANCHOR_END: remove
-}
 
-impl Cgroup {
+    // ANCHOR: end
     /// When the container has ended: (6) say which limits it ran into, and
     /// (7) remove its cgroup. A failure here is reported, and does not change
     /// the container's exit status.
     pub fn end(mut self) {
-        let program = program_name().to_string_lossy();
         for said in self.report() {
-            eprintln!("{program}: {said}");
+            report(said);
         }
         if let Err(err) = self.remove() {
-            eprintln!("{program}: {err:#}\nhint: the next run of this step removes it");
+            report(format_args!("{err:#}\nhint: the next run of this step removes it"));
         }
     }
+    // ANCHOR_END: end
 }
 
 /// Whatever happens to the runtime after (3), the cgroup goes with it,
@@ -880,7 +887,7 @@ impl Cgroup {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if let Err(err) = self.remove() {
-            eprintln!("{}: {err:#}", program_name().to_string_lossy());
+            report(format_args!("{err:#}"));
         }
     }
 }
@@ -906,12 +913,12 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn args(line: &[&str]) -> CgroupArgs {
+    fn args(line: &[&str]) -> Options {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
-            cgroup: CgroupArgs,
+            cgroup: Options,
         }
         Cli::try_parse_from(std::iter::once("step08").chain(line.iter().copied()))
             .unwrap_or_else(|err| panic!("{line:?} should parse: {err}"))
@@ -1098,35 +1105,22 @@ mod tests {
             .unwrap_or_else(|err| panic!("{}: {err}", path.as_ref().display()))
     }
 
-    /// (5) with a real fork: the child runs only once its PID is in
-    /// cgroup.procs. It checks that itself (async-signal-safe calls only),
-    /// and exits 0 if it was placed, 1 if not.
-    fn fork_and_check_placement(cgroup: Option<&Cgroup>, procs: &Path) -> i32 {
-        let path = std::ffi::CString::new(procs.as_os_str().as_encoded_bytes()).unwrap();
-        let mask = SigSet::thread_get_mask().expect("the signal mask");
-        let child = fork_into(cgroup, |_| {
-            let mut buffer = [0u8; 64];
-            // SAFETY: open, read, getpid and _exit are async-signal-safe.
-            let placed = unsafe {
-                let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-                let n = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
-                let mut pid = libc::getpid() as u64;
-                let mut digits = [0u8; 20];
-                let mut at = digits.len();
-                while pid > 0 {
-                    at -= 1;
-                    digits[at] = b'0' + (pid % 10) as u8;
-                    pid /= 10;
+    /// (5) with a real fork: the child joins the cgroup, and exits with the
+    /// status it got (0 if it went on, 125 from step04's `die` if not).
+    fn fork_and_join(cgroup: &Cgroup) -> i32 {
+        // SAFETY: the child makes system calls only (join, _exit), as after any fork
+        // of a process with threads.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                cgroup.join();
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).expect("wait for the child") {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    status => panic!("the child ended with {status:?}"),
                 }
-                n > 0 && buffer[..n as usize].starts_with(&digits[at..])
-            };
-            unsafe { libc::_exit(if placed { 0 } else { 1 }) }
-        })
-        .expect("fork_into");
-        mask.thread_set_mask().expect("restore the signal mask");
-        match waitpid(child, None).expect("wait for the child") {
-            nix::sys::wait::WaitStatus::Exited(_, code) => code,
-            status => panic!("the child ended with {status:?}"),
+            }
         }
     }
 
@@ -1141,7 +1135,7 @@ mod tests {
         fs::create_dir(&parent).unwrap();
         kernel_fills(&parent, &["cgroup.controllers", "cgroup.subtree_control", "cgroup.procs"]);
         let limits = args(&["--memory", "64M", "--pids", "20", "--cpus", "0.5"]);
-        let mut cgroup = Cgroup::create(&layout, &limits, |_| true).unwrap();
+        let mut cgroup = Cgroup::make(&layout, &limits, |_| true).unwrap();
         let dir = parent.join(&cgroup.name);
         assert_eq!(cgroup.paths(), std::slice::from_ref(&dir));
         assert!(
@@ -1162,8 +1156,9 @@ mod tests {
         assert_eq!(read(dir.join("memory.swap.max")), "0");
         assert_eq!(read(dir.join("pids.max")), "20");
         assert_eq!(read(dir.join("cpu.max")), "50000 100000");
-        // (5) placed before it runs
-        assert_eq!(fork_and_check_placement(Some(&cgroup), &dir.join("cgroup.procs")), 0);
+        // (5) the child joins: "0" means the process that writes it
+        assert_eq!(fork_and_join(&cgroup), 0, "the child should have gone on");
+        assert_eq!(read(dir.join("cgroup.procs")), "0", "the child writes 0 to cgroup.procs");
         // (6) the kernel's counters, as a container that hit both limits leaves them
         fs::write(
             dir.join("memory.events"),
@@ -1196,7 +1191,7 @@ mod tests {
             kernel_fills(&level, &["cgroup.subtree_control"]);
         }
         let limits = args(&["--cgroup-parent", "container-workshop/tests"]);
-        let mut cgroup = Cgroup::create(&layout, &limits, |_| true).unwrap();
+        let mut cgroup = Cgroup::make(&layout, &limits, |_| true).unwrap();
         let other = parent.join("runtime-1-1"); // another container's, not stale for this test
         fs::create_dir(&other).unwrap();
         for level in [root.path().join(WORKSHOP), parent.clone()] {
@@ -1209,12 +1204,6 @@ mod tests {
             "another container's cgroup and its parent stay"
         );
         fs::remove_dir(&other).unwrap();
-        let mut second = Cgroup::create(&layout, &limits, |_| true);
-        // The fake parents have no cgroup.subtree_control any more: a kernel's would.
-        assert!(second.is_err());
-        if let Ok(second) = &mut second {
-            second.remove().unwrap();
-        }
     }
 
     /// The v1 path in fake hierarchies: one directory per controller.
@@ -1231,7 +1220,7 @@ mod tests {
         let layout = detect(&mountinfo, "4:memory:/\n8:pids:/\n1:cpu:/\n").unwrap();
         assert_eq!(layout.version, Version::V1);
         let limits = args(&["--memory", "64M", "--pids", "20", "--cpus", "0.5"]);
-        let mut cgroup = Cgroup::create(&layout, &limits, |_| true).unwrap();
+        let mut cgroup = Cgroup::make(&layout, &limits, |_| true).unwrap();
         let dir = |controller: &str| top.path().join(controller).join(WORKSHOP).join(&cgroup.name);
         kernel_fills(
             &dir("memory"),
@@ -1245,13 +1234,10 @@ mod tests {
         assert_eq!(read(dir("pids").join("pids.max")), "20");
         assert_eq!(read(dir("cpu").join("cpu.cfs_period_us")), "100000");
         assert_eq!(read(dir("cpu").join("cpu.cfs_quota_us")), "50000");
-        assert_eq!(fork_and_check_placement(Some(&cgroup), &dir("cpu").join("cgroup.procs")), 0);
-        for controller in ["memory", "pids"] {
+        assert_eq!(fork_and_join(&cgroup), 0, "the child should have gone on");
+        for controller in ["memory", "pids", "cpu"] {
             let procs = read(dir(controller).join("cgroup.procs"));
-            assert!(
-                procs.parse::<i32>().is_ok(),
-                "{controller}: the child is placed in every hierarchy: {procs:?}"
-            );
+            assert_eq!(procs, "0", "{controller}: the child joins the cgroup in every hierarchy");
         }
         fs::write(
             dir("memory").join("memory.oom_control"),
@@ -1281,7 +1267,7 @@ mod tests {
     fn a_missing_controller_is_refused_before_anything_is_made() {
         let root = fake_v2("memory pids\n");
         let layout = detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/\n").unwrap();
-        let err = Cgroup::create(&layout, &args(&["--cpus", "0.5"]), |_| true).unwrap_err();
+        let err = Cgroup::make(&layout, &args(&["--cpus", "0.5"]), |_| true).unwrap_err();
         assert!(format!("{err:#}").contains("the cpu controller is not available"), "{err:#}");
         assert!(!root.path().join(WORKSHOP).exists());
     }
@@ -1298,7 +1284,7 @@ mod tests {
         let mountinfo = mount_line(30, root.path(), "cgroup2", "rw");
         let layout = detect(&mountinfo, "0::/user.slice/user@1000.service/app.slice\n").unwrap();
         let users = |dir: &Path| dir.starts_with(&service);
-        let err = Cgroup::create(&layout, &args(&["--cpus", "0.5"]), users).unwrap_err();
+        let err = Cgroup::make(&layout, &args(&["--cpus", "0.5"]), users).unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("the cpu controller is not delegated to"), "{message}");
         assert!(message.contains("Delegate="), "{message}");
@@ -1307,7 +1293,7 @@ mod tests {
         // (whose container-workshop the kernel would fill with its files).
         fs::create_dir(service.join(WORKSHOP)).unwrap();
         kernel_fills(&service.join(WORKSHOP), &["cgroup.subtree_control"]);
-        let mut cgroup = Cgroup::create(&layout, &args(&["--pids", "20"]), users).unwrap();
+        let mut cgroup = Cgroup::make(&layout, &args(&["--pids", "20"]), users).unwrap();
         assert_eq!(cgroup.paths(), [service.join(WORKSHOP).join(&cgroup.name)]);
         assert_eq!(read(service.join("cgroup.subtree_control")), "+memory +pids");
         cgroup.removed = true; // the fake's directory is removed with the temp dir
@@ -1319,7 +1305,7 @@ mod tests {
         let root = fake_v2("memory pids cpu\n");
         let layout =
             detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/user.slice\n").unwrap();
-        let err = Cgroup::create(&layout, &args(&[]), |_| false).unwrap_err();
+        let err = Cgroup::make(&layout, &args(&[]), |_| false).unwrap_err();
         assert!(format!("{err:#}").contains("none is delegated to this user"), "{err:#}");
         assert!(!root.path().join(WORKSHOP).exists());
     }
@@ -1362,73 +1348,21 @@ mod tests {
         );
     }
 
-    /// (5) No window: the child goes on only after the runtime's write to
-    /// cgroup.procs is done. Here cgroup.procs is a FIFO, so that write waits
-    /// until a reader comes, 200 ms later; the reader marks its coming first.
-    /// A child that went on before that finds no mark and exits 1.
+    /// (5) A child that cannot join the cgroup does not go on: it dies with
+    /// 125, as the runtime's failures do, and says which cgroup. With
+    /// `--no-cgroup` there is nothing to join, and it goes on.
     #[test]
-    fn the_child_goes_on_only_once_placed() {
+    fn a_failed_join_stops_the_child() {
         let root = fake_v2("memory pids cpu\n");
         let layout = detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/\n").unwrap();
         fs::create_dir(root.path().join(WORKSHOP)).unwrap();
         kernel_fills(&root.path().join(WORKSHOP), &["cgroup.subtree_control"]);
-        let mut cgroup = Cgroup::create(&layout, &args(&[]), |_| true).unwrap();
-        // Never removed: the fake's directory goes with the temp dir (and
-        // reading a FIFO with no writer, as remove() would, waits forever).
-        cgroup.removed = true;
-        let procs = root.path().join(WORKSHOP).join(&cgroup.name).join("cgroup.procs");
-        nix::unistd::mkfifo(&procs, Mode::from_bits_truncate(0o600)).unwrap();
-        let mark = root.path().join("placed");
-        let reader = {
-            let (procs, mark) = (procs.clone(), mark.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(200));
-                fs::write(&mark, "").unwrap();
-                fs::read_to_string(&procs).unwrap()
-            })
-        };
-        let mark_c = std::ffi::CString::new(mark.as_os_str().as_encoded_bytes()).unwrap();
-        let mask = SigSet::thread_get_mask().unwrap();
-        let child = fork_into(Some(&cgroup), |_| {
-            // SAFETY: access and _exit are async-signal-safe.
-            unsafe {
-                libc::_exit(if libc::access(mark_c.as_ptr(), libc::F_OK) == 0 { 0 } else { 1 })
-            }
-        })
-        .unwrap();
-        mask.thread_set_mask().unwrap();
-        assert_eq!(reader.join().unwrap(), child.to_string(), "the runtime wrote the child's PID");
-        let status = waitpid(child, None).unwrap();
-        assert_eq!(
-            status,
-            nix::sys::wait::WaitStatus::Exited(child, 0),
-            "the child went on before the runtime had placed it in its cgroup"
-        );
-    }
-
-    /// If placing the child fails, the child never runs its closure: the runtime kills it.
-    #[test]
-    fn a_failed_placement_stops_the_child() {
-        let root = fake_v2("memory pids cpu\n");
-        let layout = detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/\n").unwrap();
-        fs::create_dir(root.path().join(WORKSHOP)).unwrap();
-        kernel_fills(&root.path().join(WORKSHOP), &["cgroup.subtree_control"]);
-        let mut cgroup = Cgroup::create(&layout, &args(&[]), |_| true).unwrap();
-        // No cgroup.procs in the fake: writing it fails, as EACCES or ENOENT would.
-        let mask = SigSet::thread_get_mask().unwrap();
-        let marker = root.path().join("the child ran");
-        let marker_c = std::ffi::CString::new(marker.as_os_str().as_encoded_bytes()).unwrap();
-        let err = fork_into(Some(&cgroup), |_| {
-            // SAFETY: open and _exit are async-signal-safe.
-            unsafe {
-                libc::open(marker_c.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644);
-                libc::_exit(0)
-            }
-        })
-        .unwrap_err();
-        mask.thread_set_mask().unwrap();
-        assert!(format!("{err:#}").contains("cgroup.procs"), "{err:#}");
-        assert!(!marker.exists(), "the child went on although it was not placed");
+        let mut cgroup = Cgroup::make(&layout, &args(&[]), |_| true).unwrap();
+        // No cgroup.procs in the fake: opening it fails, as EACCES would.
+        assert_eq!(fork_and_join(&cgroup), 125, "the child should have stopped, with 125");
         cgroup.removed = true; // the fake's directory is removed with the temp dir
+        let none = Cgroup::create(&args(&["--no-cgroup"])).unwrap();
+        assert!(none.paths().is_empty() && none.version.is_none());
+        assert_eq!(fork_and_join(&none), 0, "with --no-cgroup, nothing to join");
     }
 }
