@@ -370,7 +370,8 @@ fn not_delegated(hierarchy: &Hierarchy) -> anyhow::Error {
          hint: rootless, cgroups need a subtree delegated to you: systemd delegates one to \
          each user's service manager (user@.service); run inside it, e.g. `systemd-run --user \
          --scope -p Delegate=yes <this command>`\n\
-         hint: or pass --no-cgroup to run the container without a cgroup, and so without limits",
+         hint: or pass --no-cgroup to run the container without a cgroup, and so without limits\n\
+         hint: `cargo xtask doctor` says which cgroups this machine has",
         hierarchy.own.display(),
         hierarchy.mount_point.display(),
         hierarchy.mount_point.display()
