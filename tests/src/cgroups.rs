@@ -1,11 +1,12 @@
 //! What the tests need for step08's cgroups: a corner of the cgroup trees
-//! for each test, a look at them from the host, and a clean-up that leaves
-//! nothing of ours behind.
+//! for each run, a look at them from the host, and a check after every run
+//! that nothing of it is left there.
 //!
-//! Each test runs step08 with `--cgroup-parent container-workshop/test-<name>-<pid>`
-//! (and a containers' directory of its own for step07's overlay), so that it
-//! can check that its corner ends up empty, and so that no other run cleans
-//! up what it looks at.
+//! Each run the harness starts gets its own `--cgroup-parent`,
+//! `container-workshop/test-<pid>-<n>` (through `WORKSHOP_CGROUP_PARENT`, as
+//! each gets its own containers' directory), so that no run removes, and
+//! reports, what another run's killed runtime left, and so that the harness
+//! can tell what a run left behind.
 
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,15 @@ pub fn cgroup_mounts() -> Vec<(PathBuf, String, String)> {
     found
 }
 
+/// This machine's layout, as the runtime finds it (`kit::cgroup::detect`).
+pub fn layout() -> Option<kit::cgroup::Layout> {
+    let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    kit::cgroup::detect(&host::mountinfo(), &self_cgroup).ok()
+}
+
 /// The cgroup version the runtime should pick here, seen from the host on
-/// its own: v2 if a cgroup2 tree has the memory, pids and cpu controllers, or
-/// if no v1 hierarchy has any of them; else v1.
+/// its own, without the runtime's code: v2 if a cgroup2 tree has the memory,
+/// pids and cpu controllers, or if no v1 hierarchy has any of them; else v1.
 pub fn expected_version() -> u8 {
     let mounts = cgroup_mounts();
     let ours = ["memory", "pids", "cpu"];
@@ -44,22 +51,24 @@ pub fn expected_version() -> u8 {
     if v2_has_all || !v1_has_any { 2 } else { 1 }
 }
 
-/// Step08 needs to make cgroups: as root, or rootless where a cgroup tree is
-/// delegated to this user. Fails with what to do otherwise.
-pub fn require_cgroups() {
-    if privilege() == &Privilege::Root {
-        return;
-    }
-    let mountinfo = host::mountinfo();
-    let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let delegated = kit::cgroup::detect(&mountinfo, &self_cgroup).is_ok_and(|layout| {
+/// Whether this process may make cgroups in every tree step08 uses: as root,
+/// or where a tree is delegated to this user.
+pub fn delegated_to_us() -> bool {
+    layout().is_some_and(|layout| {
         layout
             .hierarchies
             .iter()
             .all(|h| kit::cgroup::delegated(h, kit::cgroup::writable).is_some())
-    });
-    assert!(
-        delegated,
+    })
+}
+
+/// Step08's cgroup tests make cgroups: as root, or rootless where a cgroup
+/// tree is delegated to this user. Fails with what to do otherwise.
+pub fn require_cgroups() {
+    if privilege() == &Privilege::Root || delegated_to_us() {
+        return;
+    }
+    panic!(
         "this test makes cgroups, which needs root, or a cgroup tree delegated to this user \
          (systemd delegates one to each user's service manager). Run the tests as root:\n    \
          cargo test --config 'target.\"cfg(all())\".runner = \"sudo -E\"'\n\
@@ -67,113 +76,68 @@ pub fn require_cgroups() {
     );
 }
 
-/// One test's corner of the cgroup trees, and its containers' directory.
-pub struct TestCgroups {
-    /// `container-workshop/test-<name>-<pid>`, the `--cgroup-parent` of its runs.
-    pub parent: String,
-    containers: PathBuf,
+/// Where runs of this test process make their cgroups, in each tree: the
+/// cgroup the runtime would choose (the top of the tree as root, the
+/// delegated one otherwise), and the top of each tree mounted.
+pub fn bases() -> Vec<PathBuf> {
+    let mut bases: Vec<PathBuf> = cgroup_mounts().into_iter().map(|(at, _, _)| at).collect();
+    if let Some(layout) = layout() {
+        for hierarchy in &layout.hierarchies {
+            if let Some(base) = kit::cgroup::delegated(hierarchy, kit::cgroup::writable) {
+                bases.push(base);
+            }
+        }
+    }
+    bases.sort();
+    bases.dedup();
+    bases
 }
 
-impl TestCgroups {
-    /// For a test that makes cgroups: fails first if this user cannot.
-    pub fn new(test: &str) -> TestCgroups {
-        require_cgroups();
-        TestCgroups::corner(test)
-    }
+/// A new `--cgroup-parent` for one run: `container-workshop/test-<pid>-<n>`.
+pub fn parent_for_a_run() -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}/test-{}-{n}", kit::cgroup::WORKSHOP, std::process::id())
+}
 
-    /// For a test whose runs should make no cgroup: only the names.
-    pub fn corner(test: &str) -> TestCgroups {
-        let parent = format!("{}/test-{test}-{}", kit::cgroup::WORKSHOP, std::process::id());
-        let containers = crate::scratch().join(format!("containers-step08-{test}"));
-        let _ = std::fs::remove_dir_all(&containers);
-        let cgroups = TestCgroups { parent, containers };
-        cgroups.remove_all();
-        cgroups
-    }
-
-    /// Step08's arguments: this test's corner, `options`, the Alpine rootfs, then `command`.
-    pub fn args(&self, options: &[&str], command: &[&str]) -> Vec<String> {
-        self.args_in(crate::alpine_rootfs(), options, command)
-    }
-
-    /// The same, with another rootfs.
-    pub fn args_in(&self, rootfs: &Path, options: &[&str], command: &[&str]) -> Vec<String> {
-        let mut args = vec!["--cgroup-parent".to_string(), self.parent.clone()];
-        args.extend(["--containers-dir".to_string(), self.containers.display().to_string()]);
-        args.extend(options.iter().map(|o| o.to_string()));
-        args.push(rootfs.display().to_string());
-        args.extend(command.iter().map(|c| c.to_string()));
-        args
-    }
-
-    /// Makes the containers' directory and gives it to `uid`: for a rootless run as that user.
-    pub fn give_containers_dir_to(&self, uid: u32) {
-        std::fs::create_dir_all(&self.containers).expect("make the containers' directory");
-        std::os::unix::fs::chown(&self.containers, Some(uid), Some(uid)).expect("chown it");
-    }
-
-    /// This test's parent in every cgroup tree of the host, whether it exists or not.
-    pub fn parents(&self) -> Vec<PathBuf> {
-        cgroup_mounts().into_iter().map(|(at, _, _)| at.join(&self.parent)).collect()
-    }
-
-    /// The cgroups that the runtime with host PID `runtime` made, as they are now.
-    pub fn of_runtime(&self, runtime: i32) -> Vec<PathBuf> {
-        let prefix = format!("runtime-{runtime}-");
-        self.parents()
-            .into_iter()
-            .filter_map(|parent| std::fs::read_dir(parent).ok())
-            .flat_map(|entries| entries.flatten().map(|e| e.path()))
-            .filter(|path| {
-                path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-            })
-            .collect()
-    }
-
-    /// What is left of this test's corner: its parent in any tree, and the
-    /// cgroups in it; and the per-container directories of the overlay.
-    pub fn leftovers(&self) -> Vec<PathBuf> {
-        let mut left: Vec<PathBuf> = self.parents().into_iter().filter(|p| p.exists()).collect();
-        if let Ok(entries) = std::fs::read_dir(&self.containers) {
-            left.extend(entries.flatten().map(|e| e.path()));
-        }
-        left
-    }
-
-    /// Fails unless the runs left nothing in the cgroup trees and on disk.
-    pub fn expect_clean(&self, what: &str) {
-        let left = self.leftovers();
-        assert!(
-            left.is_empty(),
-            "step08: {what}, nothing of the container should be left; these are: {left:#?}\n\
-             The runtime removes the container's cgroup when the container ends, and its \
-             parents when they are empty (see {}, section (7)); after a `kill -9`, the next \
-             run does (section (2)).",
-            crate::Step::Step08Cgroups.chapter()
+/// `parent` in every tree, where it exists: what is left of a run's corner.
+pub fn left_in(parent: &str) -> Vec<PathBuf> {
+    let mut left: Vec<PathBuf> = Vec::new();
+    for at in bases().into_iter().map(|base| base.join(parent)).filter(|at| at.exists()) {
+        left.extend(
+            host::list_dir(&at).into_iter().map(|name| at.join(name)).filter(|p| p.is_dir()),
         );
+        left.push(at);
     }
-
-    /// Removes this test's corner: the cgroups in it (empty ones: the kernel
-    /// refuses others), then the parent; and the containers' directory.
-    fn remove_all(&self) {
-        for parent in self.parents() {
-            if let Ok(entries) = std::fs::read_dir(&parent) {
-                for entry in entries.flatten().filter(|e| e.path().is_dir()) {
-                    let _ = std::fs::remove_dir(entry.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&parent);
-            if let Some(workshop) = parent.parent() {
-                let _ = std::fs::remove_dir(workshop); // only if empty: others may use it
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.containers);
-    }
+    left
 }
 
-impl Drop for TestCgroups {
-    fn drop(&mut self) {
-        self.remove_all();
+/// The cgroups that the runtime with host PID `runtime` made under `parent`, as they are now.
+pub fn of_runtime(parent: &str, runtime: i32) -> Vec<PathBuf> {
+    let prefix = format!("runtime-{runtime}-");
+    left_in(parent)
+        .into_iter()
+        .filter(|path| path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect()
+}
+
+/// Removes a run's corner in every tree, as the next run of step08 would:
+/// the cgroups whose runtime is gone (empty ones: the kernel refuses others,
+/// and waits a moment for a killed container's last processes to go), then
+/// the corner, then `container-workshop` if no other run uses it.
+pub fn remove(parent: &str) {
+    for base in bases() {
+        let at = base.join(parent);
+        if !at.exists() {
+            continue;
+        }
+        host::eventually(5.0, || {
+            kit::cgroup::remove_stale(&at);
+            std::fs::remove_dir(&at).is_ok()
+        });
+        for above in Path::new(parent).ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::remove_dir(base.join(above)); // only if empty: others may use it
+        }
     }
 }
 
