@@ -64,10 +64,11 @@ impl Drop for Containers {
 const IN_THE_COPY: &str = "/.workshop-test-copy";
 
 /// `rm -rf /bin` and more inside: step04 destroys its rootfs, step07's
-/// image stays byte for byte as it was.
+/// image stays byte for byte as it was, and step08's, which is step07's.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn rm_rf_bin(#[case] step: Step) {
     let copy = RootfsCopy::new(&format!("rm-rf-bin-{}", step.short()));
     std::fs::write(copy.path().join(&IN_THE_COPY[1..]), "").expect("mark the copy");
@@ -78,8 +79,8 @@ fn rm_rf_bin(#[case] step: Step) {
          rm -rf /bin /etc/motd /home && echo new > /new.txt && [ ! -e /bin ] && echo 'bin is gone'"
     );
     let mut args = vec!["--containers-dir".to_string(), containers.arg()];
-    if step != STEP {
-        args.clear();
+    if step == Step::Step04FullDemo {
+        args.clear(); // no overlay, no containers' directory
     }
     args.extend([copy.path().display().to_string(), "/bin/sh".into(), "-c".into(), script]);
     let output = Runner::step(step, args).run();
@@ -95,10 +96,11 @@ fn rm_rf_bin(#[case] step: Step) {
     }
     assert!(
         after == before,
-        "step07: the container ran `rm -rf /bin /etc/motd /home` and wrote /new.txt, and the \
+        "{}: the container ran `rm -rf /bin /etc/motd /home` and wrote /new.txt, and the \
          rootfs changed: it should be a read-only image, the lower layer of an overlay whose \
          upper layer, in the container's directory, takes every change. Is the overlay mounted \
          over ROOTFS before the root changes? See {}, section (2). Changed files:\n{}\n{output}",
+        step.short(),
         STEP.chapter(),
         manifest_changes(&before, &after, 10)
     );

@@ -28,6 +28,7 @@ const ALPINE_PROMPT: &str = "/ # ";
 #[case::step05_pivot_root(Some("step05_ps"), Step::Step05PivotRoot, &[ROOTFS])]
 #[case::step06_init(Some("step06_ps"), Step::Step06Init, &[ROOTFS])]
 #[case::step07_overlay(None, Step::Step07Overlay, &[ROOTFS])]
+#[case::step08_cgroups(None, Step::Step08Cgroups, &[ROOTFS])]
 fn ps_inside(#[case] name: Option<&str>, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
         Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);
