@@ -215,7 +215,7 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
                 line = line.hint(format!("not with --rootless: an overlay in a user namespace needs Linux 5.11 or later, and this is {}", facts.kernel));
             }
             if step == Step::Step08Cgroups && commands.iter().any(|c| c.ends_with("--rootless")) {
-                line = line.hint("with --rootless, its limits need a cgroup tree delegated to you (run it under `systemd-run --user --scope -p Delegate=yes`), or pass it --no-cgroup to run without limits");
+                line = line.hint("with --rootless, it needs a cgroup tree delegated to you (run it under `systemd-run --user --scope -p Delegate=yes`), or --no-cgroup to run without a cgroup, and so without limits");
             }
             if step.needs_rootfs() && !rootfs_ok {
                 if pinned {
