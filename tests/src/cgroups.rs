@@ -102,6 +102,13 @@ pub fn delegated_to_us() -> bool {
         .all(|(_, dirs)| !dirs.is_empty())
 }
 
+/// Whether the tests run rootless (as an ordinary user, each step in a user
+/// namespace of its own) where no cgroup tree is delegated to this user:
+/// there step08 refuses to run unless told `--no-cgroup`.
+pub fn rootless_without_cgroups() -> bool {
+    privilege() == &Privilege::Rootless && !delegated_to_us()
+}
+
 /// Step08's cgroup tests make cgroups: as root, or rootless where a cgroup
 /// tree is delegated to this user. Fails with what to do otherwise.
 pub fn require_cgroups() {

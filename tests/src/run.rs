@@ -319,7 +319,7 @@ impl Runner {
             && in_user_namespace
             && !self.cgroups_as_given
             && !self.args.iter().any(|arg| arg == "--no-cgroup")
-            && (self.rootless || !crate::cgroups::delegated_to_us())
+            && (self.rootless || crate::cgroups::rootless_without_cgroups())
         {
             self.args.insert(0, "--no-cgroup".into());
             if let Some(step) = self.step {

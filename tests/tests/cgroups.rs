@@ -395,8 +395,9 @@ impl Drop for Corner {
 #[case::step08_pids_zero("step08_pids_zero", &["--pids", "0"])]
 #[case::step08_cpus_negative("step08_cpus_negative", &["--cpus", "-1"])]
 fn step08_bad_values_are_refused(#[case] name: &str, #[case] options: &[&str]) {
-    let (transcript, output) =
-        Transcript::command(Runner::step(STEP, args(options, &["/bin/true"])));
+    // As typed, rootless too: a usage error comes before any cgroup.
+    let runner = Runner::step(STEP, args(options, &["/bin/true"])).cgroups_as_given();
+    let (transcript, output) = Transcript::command(runner);
     output
         .expect_no_panic()
         .expect_code(125, "a bad option value is a usage error: 125, as step04");

@@ -173,7 +173,11 @@ fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case]
         Some(step) => workshop_tests::binary(step).display().to_string(),
         None => host::util_linux_unshare().to_string(),
     };
-    let args = with_rootfs(args);
+    let mut args = with_rootfs(args);
+    let step08_on = Step::ALL.iter().any(|s| s.short() == runtime && *s >= Step::Step08Cgroups);
+    if step08_on && workshop_tests::cgroups::rootless_without_cgroups() {
+        args.insert(0, "--no-cgroup".into()); // as the harness gives it (see `Runner::spawn`)
+    }
     let proc = format!("{}/proc", alpine_rootfs().display());
     // In the shared namespace: run the runtime, then look for its proc mount.
     let script = format!(
