@@ -22,10 +22,28 @@ const STEP: Step = Step::Step07Overlay;
 /// removed when the test is done with it.
 struct Containers(PathBuf);
 
+/// Removes `path` and all in it. overlayfs makes `work/work` in its work
+/// directory with mode 000: rootless, our own directory, which we may not
+/// read to empty it until we open it up (root may anyway).
+fn remove_all(path: &Path) {
+    fn open_up(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir());
+        if is_dir && std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).is_ok()
+        {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                open_up(&entry.path());
+            }
+        }
+    }
+    open_up(path);
+    let _ = std::fs::remove_dir_all(path);
+}
+
 impl Containers {
     fn new(test: &str) -> Containers {
         let path = workshop_tests::scratch().join(format!("containers-{test}"));
-        let _ = std::fs::remove_dir_all(&path);
+        remove_all(&path);
         std::fs::create_dir_all(&path).expect("make the containers' directory");
         Containers(path)
     }
@@ -54,7 +72,7 @@ impl Containers {
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_all(&self.0);
     }
 }
 
