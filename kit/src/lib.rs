@@ -17,6 +17,8 @@
 //!   `docker exec` does.
 //! - [`overlay`] (step07): the rootfs becomes a read-only image under an
 //!   overlay, and each container writes to a layer of its own.
+//! - [`cgroup`] (step08): limits on memory, processes and CPU time, enforced
+//!   by the kernel through a cgroup made for each container.
 
 /// Step04, the article's container: (1) new namespaces, (2) private mounts,
 /// (3) chroot, (4) fork, (5) proc, (6) exec. Its `main`, `Cli` and `run` are
@@ -25,6 +27,7 @@
 #[path = "../../step04-full-demo/src/main.rs"]
 pub mod article;
 
+pub mod cgroup;
 pub mod dev;
 pub mod enter;
 pub mod init;

@@ -75,11 +75,26 @@ pub type Child = fn(&[*const libc::c_char]) -> !;
 /// steps pass children of their own.
 /// <https://man7.org/linux/man-pages/man2/fork.2.html>
 pub fn fork_and_wait(command: &[CString], child: Child) -> Result<ExitCode> {
+    fork_and_wait_with(command, || {}, child)
+}
+
+/// The same fork, where the child does `first` before anything else: nothing
+/// up to step07; step08's child joins the container's cgroup there, before it
+/// runs a single instruction of the container's. Async-signal-safe calls only,
+/// as everywhere in the child.
+pub fn fork_and_wait_with(
+    command: &[CString],
+    first: impl FnOnce(),
+    child: Child,
+) -> Result<ExitCode> {
     let argv: Vec<_> = command.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     SigSet::from_iter([Signal::SIGINT, Signal::SIGQUIT]).thread_block()?;
     // SAFETY: we are single-threaded, and the child only makes async-signal-safe calls.
     match unsafe { fork() }.context("failed to fork")? {
-        ForkResult::Child => child(&argv),
+        ForkResult::Child => {
+            first();
+            child(&argv)
+        }
         ForkResult::Parent { child } => article::wait_for(child),
     }
 }

@@ -152,6 +152,31 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
+/// coreutils' `chroot`, the model of steps 01, 03 and 04 on: from PATH, or
+/// from the directories where distributions install it. Debian and Ubuntu
+/// keep it in /usr/sbin, which an ordinary user's PATH often lacks, and a
+/// user may run it from there (only its chroot(2) needs root). Fails with
+/// what is missing when it is nowhere.
+pub fn coreutils_chroot() -> &'static str {
+    static FOUND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+        let found = xtask::find_in_path("chroot").or_else(|| {
+            SYSTEM_DIRS.iter().map(|dir| Path::new(dir).join("chroot")).find(|path| path.is_file())
+        });
+        let Some(found) = found else {
+            panic!(
+                "these tests compare steps 01, 03 and later with coreutils' chroot(1), which is \
+                 neither on PATH ({}) nor in {}: install coreutils (e.g. `sudo apt install \
+                 coreutils`)",
+                std::env::var("PATH").unwrap_or_default(),
+                SYSTEM_DIRS.join(", ")
+            )
+        };
+        found.display().to_string()
+    })
+}
+
 /// util-linux's `unshare`, from PATH: step02's model, and the tool that makes
 /// the simulated host. Fails with what to install when it is missing or is
 /// another `unshare` (busybox's).

@@ -12,6 +12,7 @@
 //! what it should have done, and which section of the book explains it.
 
 pub mod c_demo;
+pub mod cgroups;
 pub mod escape;
 pub mod host;
 pub mod privilege;

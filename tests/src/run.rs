@@ -44,6 +44,13 @@ pub struct Runner {
     /// The containers' directory of this run (step07 and later), given with
     /// `WORKSHOP_CONTAINERS_DIR`: see [`Runner::containers_dir`].
     containers: PathBuf,
+    /// The program's arguments, given to it when it starts (see [`Runner::spawn`]).
+    args: Vec<OsString>,
+    /// The `--cgroup-parent` of this run (step08 and later), given with
+    /// `WORKSHOP_CGROUP_PARENT`: see [`Runner::cgroup_parent`].
+    cgroup_parent: String,
+    /// Rootless, step08 and later get `--no-cgroup` unless this is set: see [`Runner::spawn`].
+    cgroups_as_given: bool,
 }
 
 impl Runner {
@@ -74,9 +81,11 @@ impl Runner {
         let words = args.iter().map(|a| xtask::shell_quote(&a.to_string_lossy()));
         let label = std::iter::once(name).chain(words).collect::<Vec<_>>().join(" ");
         let mut cmd = Command::new(&program);
-        cmd.args(&args).current_dir(crate::scratch());
+        cmd.current_dir(crate::scratch());
         let containers = containers_dir_for_a_run();
         cmd.env(kit::overlay::CONTAINERS_DIR_ENV, &containers);
+        let cgroup_parent = crate::cgroups::parent_for_a_run();
+        cmd.env(kit::cgroup::PARENT_ENV, &cgroup_parent);
         Runner {
             label,
             step: None,
@@ -90,7 +99,26 @@ impl Runner {
             sigpipe_ignored: false,
             own_user_namespace: true,
             containers,
+            args,
+            cgroup_parent,
+            cgroups_as_given: false,
         }
+    }
+
+    /// Where a step from step08 on makes its container's cgroup in this run,
+    /// below the cgroup it may write to (the top of each tree, as root),
+    /// unless told otherwise with `--cgroup-parent`: a corner of the run's own,
+    /// which the harness checks is gone after the run (see [`Running::wait`]).
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
+    /// Runs a step from step08 on with its arguments as given, also rootless
+    /// where no cgroup tree is delegated: for the test that checks what step08
+    /// says then. Others get `--no-cgroup` there (see [`Runner::spawn`]).
+    pub fn cgroups_as_given(mut self) -> Runner {
+        self.cgroups_as_given = true;
+        self
     }
 
     /// Where a step from step07 on makes its containers' directories in this
@@ -144,9 +172,10 @@ impl Runner {
     pub fn on_simulated_host(mut self) -> Runner {
         let program = self.cmd.get_program().to_owned();
         let words: Vec<String> = std::iter::once(program.as_os_str())
-            .chain(self.cmd.get_args())
+            .chain(self.args.iter().map(OsString::as_os_str))
             .map(|w| w.to_string_lossy().into_owned())
             .collect();
+        self.args.clear(); // they are in the shell's command line now
         let mut cmd = Command::new(host::util_linux_unshare());
         cmd.args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c"])
             .arg(format!("{}; exit", words.join(" ")))
@@ -270,8 +299,35 @@ impl Runner {
     }
 
     /// Starts the program. It reads `stdin`, and its output is collected.
+    ///
+    /// A step from step08 on makes a cgroup, which needs root or a cgroup
+    /// tree delegated to the user. Run in a user namespace without one, it
+    /// refuses, unless told `--no-cgroup` (step08's chapter): there the
+    /// harness gives it `--no-cgroup`, first, and the run's label shows it, so
+    /// that the claims of earlier steps that step08 shares are tested rootless
+    /// too. The tests of its limits make cgroups, and fail rootless saying
+    /// what they need; [`Runner::cgroups_as_given`] opts out.
     pub fn spawn(mut self) -> Running {
         let privilege = if self.unprivileged { None } else { Some(require_privilege()) };
+        let in_user_namespace = match privilege {
+            Some(Privilege::Root) => self.rootless,
+            Some(Privilege::Rootless) => true,
+            _ => false,
+        };
+        let makes_cgroups = self.step.is_some_and(|step| step >= Step::Step08Cgroups);
+        if makes_cgroups
+            && in_user_namespace
+            && !self.cgroups_as_given
+            && !self.args.iter().any(|arg| arg == "--no-cgroup")
+            && (self.rootless || crate::cgroups::rootless_without_cgroups())
+        {
+            self.args.insert(0, "--no-cgroup".into());
+            if let Some(step) = self.step {
+                let named = format!("{} --no-cgroup", step.name());
+                self.label = self.label.replacen(step.name(), &named, 1);
+            }
+        }
+        self.cmd.args(&self.args);
         // Start as from a terminal, whatever this test process inherited: a
         // shell that ran `cargo test &` has SIGINT and SIGQUIT ignored, and an
         // ignored signal stays ignored across exec (signal(7)). std resets the
@@ -382,6 +438,7 @@ impl Runner {
         let as_root = !self.unprivileged;
         Running {
             containers: self.containers,
+            cgroup_parent: self.cgroup_parent,
             label: self.label,
             step: self.step,
             as_root,
@@ -414,6 +471,7 @@ use Leftovers::*;
 /// A program the harness started and has not waited for yet.
 pub struct Running {
     containers: PathBuf,
+    cgroup_parent: String,
     label: String,
     step: Option<Step>,
     as_root: bool,
@@ -431,6 +489,12 @@ impl Running {
     /// The PID of the program we started (the runtime, for a step).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The cgroups the runtime made for its container (step08 and later), in
+    /// every tree, as they are now: see [`Runner::cgroup_parent`].
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        crate::cgroups::of_runtime(&self.cgroup_parent, self.pid())
     }
 
     /// The command line, e.g. `step06-init rootfs /bin/sleep 30`.
@@ -579,6 +643,11 @@ impl Running {
             }
         }
         remove_leftover_containers(&self.containers);
+        // A runtime that a signal ended had no chance to remove its cgroup:
+        // the harness does, as step08's next run would. One that ended by
+        // itself must have left nothing.
+        let cgroups_left = crate::cgroups::left_in(&self.cgroup_parent);
+        crate::cgroups::remove(&self.cgroup_parent);
         let stdout = self.stdout.join().expect("stdout reader");
         let stderr = self.stderr.join().expect("stderr reader");
         // First of all: a step that stopped at an exercise's todo!() is not written yet.
@@ -604,6 +673,14 @@ impl Running {
              host: {removed:#?}\n{output}",
             output.label
         );
+        assert!(
+            cgroups_left.is_empty() || status.signal().is_some(),
+            "`{}` ended by itself and left cgroups behind (the harness removed them): \
+             {cgroups_left:#?}\nA runtime removes its container's cgroup when the container \
+             ends, and the parents it made when they are empty: see {}, section (7).\n{output}",
+            output.label,
+            Step::Step08Cgroups.chapter()
+        );
         if leftover && self.leftovers == Check {
             panic!(
                 "`{}` left processes running after it exited (the harness killed them):\n{}\n\
@@ -628,6 +705,7 @@ impl Running {
                 }
                 let _ = self.child.kill();
                 let output = abbreviated(&self.take_output());
+                crate::cgroups::remove(&self.cgroup_parent);
                 panic!("`{}` did not end within {TIMEOUT:?}; output so far:\n{output}", self.label);
             }
             std::thread::sleep(Duration::from_millis(5));

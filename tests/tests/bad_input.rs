@@ -49,6 +49,7 @@ fn expect_stderr_contains(output: &Output, text: &str, why: &str) {
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", None)]
 #[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
+#[case::step08_cgroups(Step::Step08Cgroups, "'The program'", None)]
 fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     assert!(!Path::new(MISSING_ROOTFS).exists(), "this test needs {MISSING_ROOTFS} not to exist");
     let runner = Runner::step(step, step.args_for(Path::new(MISSING_ROOTFS), &[]));
@@ -93,6 +94,7 @@ fn missing_rootfs(#[case] step: Step, #[case] section: &str, #[case] transcript:
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'")]
 #[case::step06_init(Step::Step06Init, "'The program'")]
 #[case::step07_overlay(Step::Step07Overlay, "'The program'")]
+#[case::step08_cgroups(Step::Step08Cgroups, "'The program'")]
 fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
     let file = regular_file();
     let output = Runner::step(step, step.args_for(&file, &[])).run();
@@ -125,6 +127,7 @@ fn rootfs_is_a_file(#[case] step: Step, #[case] section: &str) {
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)", None)]
 #[case::step06_init(Step::Step06Init, "(3)", None)]
 #[case::step07_overlay(Step::Step07Overlay, "'The program'", None)]
+#[case::step08_cgroups(Step::Step08Cgroups, "'The program'", None)]
 fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcript: Option<&str>) {
     let runner = Runner::step(step, step.args_for(alpine_rootfs(), &[MISSING_COMMAND]));
     let (recorded, output) = Transcript::command(runner);
@@ -160,6 +163,7 @@ fn command_not_found(#[case] step: Step, #[case] section: &str, #[case] transcri
 #[case::step05_pivot_root(Step::Step05PivotRoot, "(7)")]
 #[case::step06_init(Step::Step06Init, "(3)")]
 #[case::step07_overlay(Step::Step07Overlay, "'The program'")]
+#[case::step08_cgroups(Step::Step08Cgroups, "'The program'")]
 fn command_not_executable(#[case] step: Step, #[case] section: &str) {
     let output = Runner::step(step, step.args_for(alpine_rootfs(), &[NOT_EXECUTABLE])).run();
     let (short, chapter) = (step.short(), step.chapter());
@@ -197,6 +201,9 @@ fn command_not_executable(#[case] step: Step, #[case] section: &str) {
 #[case::step07_proc_missing(Step::Step07Overlay, "proc", "missing", "'The program'")]
 #[case::step07_dev_missing(Step::Step07Overlay, "dev", "missing", "'The program'")]
 #[case::step07_dev_symlink(Step::Step07Overlay, "dev", "symlink", "'The program'")]
+#[case::step08_proc_missing(Step::Step08Cgroups, "proc", "missing", "'The program'")]
+#[case::step08_dev_missing(Step::Step08Cgroups, "dev", "missing", "'The program'")]
+#[case::step08_dev_symlink(Step::Step08Cgroups, "dev", "symlink", "'The program'")]
 fn mount_point_not_a_directory(
     #[case] step: Step,
     #[case] dir: &str,
@@ -232,8 +239,9 @@ fn mount_point_not_a_directory(
 }
 
 /// Not root, and no user namespace: every step fails with 125 and says what it
-/// needs (CAP_SYS_CHROOT for chroot, CAP_SYS_ADMIN for namespaces) and how to
-/// get it. The harness runs the step as `nobody` when the tests are root, as
+/// needs (CAP_SYS_CHROOT for chroot, CAP_SYS_ADMIN for namespaces; step08,
+/// before its namespaces, a cgroup it may write: root's, or one delegated to
+/// the user) and how to get it. The harness runs the step as `nobody` when the tests are root, as
 /// the tests' own user otherwise: the output is the same.
 #[rstest]
 #[case::step01_chroot(Step::Step01Chroot, "(1)", "CAP_SYS_CHROOT", None)]
@@ -243,6 +251,7 @@ fn mount_point_not_a_directory(
 #[case::step05_pivot_root(Step::Step05PivotRoot, "'The program'", "CAP_SYS_ADMIN", None)]
 #[case::step06_init(Step::Step06Init, "'The program'", "CAP_SYS_ADMIN", None)]
 #[case::step07_overlay(Step::Step07Overlay, "'The program'", "CAP_SYS_ADMIN", None)]
+#[case::step08_cgroups(Step::Step08Cgroups, "(1)", "none is delegated to this user", None)]
 fn not_root(
     #[case] step: Step,
     #[case] section: &str,
@@ -263,7 +272,7 @@ fn not_root(
     // Everything the message must say, checked at once, so that one failure
     // lists every missing piece.
     let wanted = [
-        (capability, "the capability the failed system call needs"),
+        (capability, "what the step needs (the capability of the failed system call)"),
         ("sudo", "how to get it: run with sudo"),
         ("cargo xtask doctor", "where to find out more: `cargo xtask doctor`"),
     ];
@@ -320,6 +329,9 @@ fn not_root(
 #[case::step07_overlay_runtime(Step::Step07Overlay, &[MISSING_ROOTFS], false, 125)]
 #[case::step07_overlay_usage(Step::Step07Overlay, &["--bogus"], false, 125)]
 #[case::step07_overlay_exec(Step::Step07Overlay, &[ROOTFS, MISSING_COMMAND], false, 127)]
+#[case::step08_cgroups_runtime(Step::Step08Cgroups, &[MISSING_ROOTFS], false, 125)]
+#[case::step08_cgroups_usage(Step::Step08Cgroups, &["--bogus"], false, 125)]
+#[case::step08_cgroups_exec(Step::Step08Cgroups, &[ROOTFS, MISSING_COMMAND], false, 127)]
 fn stderr_closed_keeps_the_status(
     #[case] step: Step,
     #[case] args: &[&str],

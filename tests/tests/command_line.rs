@@ -13,7 +13,7 @@ use workshop_tests::{ROOTFS, Runner, Step, Transcript, host, scratch, with_rootf
 fn model(step: Step) -> (&'static str, i32) {
     match step {
         Step::Step02UnshareCli => (host::util_linux_unshare(), 1),
-        _ => ("chroot", 125),
+        _ => (host::coreutils_chroot(), 125),
     }
 }
 
@@ -27,6 +27,7 @@ fn model(step: Step) -> (&'static str, i32) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn unknown_option_is_a_usage_error(#[case] step: Step) {
     let (tool, code) = model(step);
     let theirs = Runner::program(tool, ["--bogus", "/bin/true"]).run();

@@ -25,6 +25,7 @@ const STEP05_DEV: [&str; 13] = [
 #[case::step05_pivot_root(Step::Step05PivotRoot, Some("step05_background_job"))]
 #[case::step06_init(Step::Step06Init, None)]
 #[case::step07_overlay(Step::Step07Overlay, None)]
+#[case::step08_cgroups(Step::Step08Cgroups, None)]
 fn a_background_job_gets_dev_null(#[case] step: Step, #[case] transcript: Option<&str>) {
     let runner = Runner::in_container(step, &[]);
     let (recorded, output) = Transcript::shell(runner, ALPINE_PROMPT, &["sleep 1 & wait"]);

@@ -50,6 +50,7 @@ fn regions(step: Step) -> Vec<Region> {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();

@@ -52,6 +52,7 @@ fn signal_mask(status: &str, key: &str) -> u64 {
 #[case::step05_pivot_root(Step::Step05PivotRoot, &[ROOTFS, "/bin/sleep", SECONDS])]
 #[case::step06_init(Step::Step06Init, &[ROOTFS, "/bin/sleep", SECONDS])]
 #[case::step07_overlay(Step::Step07Overlay, &[ROOTFS, "/bin/sleep", SECONDS])]
+#[case::step08_cgroups(Step::Step08Cgroups, &[ROOTFS, "/bin/sleep", SECONDS])]
 fn signals_start_clean(#[case] step: Step, #[case] args: &[&str]) {
     // 7, this test process's PID, a case number: a duration no other run uses.
     static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -95,6 +96,7 @@ fn signals_start_clean(#[case] step: Step, #[case] args: &[&str]) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn a_pipeline_ends_when_its_reader_does(#[case] step: Step) {
     let output = Runner::in_container(step, &["/bin/sh", "-c", PIPELINE]).run();
     output.expect_success();

@@ -20,6 +20,7 @@ use workshop_tests::{ROOTFS, Runner, Step, Transcript, alpine_rootfs, escape, ho
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn pid_view(#[case] step: Step) {
     let probe = "echo \"pid $$\"; for p in /proc/[0-9]*; do echo \"proc ${p#/proc/}\"; done";
     let output = Runner::in_container(step, &[]).stdin(probe).run();
@@ -66,6 +67,7 @@ fn pid_view(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn host_sees_two_pids(#[case] step: Step) {
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];
     let mut running = Runner::in_container(step, &command).spawn();
@@ -85,6 +87,7 @@ fn host_sees_two_pids(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn filesystem_view(#[case] step: Step) {
     let marker =
         workshop_tests::scratch().join(format!("marker-{}-{}", step.short(), std::process::id()));
@@ -128,6 +131,7 @@ fn filesystem_view(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn no_mount_leaks_while_running(#[case] step: Step) {
     let before = host::mountinfo();
     let mut running =
@@ -163,12 +167,17 @@ fn no_mount_leaks_while_running(#[case] step: Step) {
 #[case::step05_pivot_root("step05", &[ROOTFS, "/bin/true"], false)]
 #[case::step06_init("step06", &[ROOTFS, "/bin/true"], false)]
 #[case::step07_overlay("step07", &[ROOTFS, "/bin/true"], false)]
+#[case::step08_cgroups("step08", &[ROOTFS, "/bin/true"], false)]
 fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case] leaks: bool) {
     let program = match Step::ALL.into_iter().find(|step| step.short() == runtime) {
         Some(step) => workshop_tests::binary(step).display().to_string(),
         None => host::util_linux_unshare().to_string(),
     };
-    let args = with_rootfs(args);
+    let mut args = with_rootfs(args);
+    let step08_on = Step::ALL.iter().any(|s| s.short() == runtime && *s >= Step::Step08Cgroups);
+    if step08_on && workshop_tests::cgroups::rootless_without_cgroups() {
+        args.insert(0, "--no-cgroup".into()); // as the harness gives it (see `Runner::spawn`)
+    }
     let proc = format!("{}/proc", alpine_rootfs().display());
     // In the shared namespace: run the runtime, then look for its proc mount.
     let script = format!(
@@ -209,6 +218,7 @@ fn shared_root_propagation(#[case] runtime: &str, #[case] args: &[&str], #[case]
 #[case::step05_pivot_root(Step::Step05PivotRoot, "hidden")]
 #[case::step06_init(Step::Step06Init, "hidden")]
 #[case::step07_overlay(Step::Step07Overlay, "hidden")]
+#[case::step08_cgroups(Step::Step08Cgroups, "hidden")]
 fn host_processes(#[case] step: Step, #[case] expected: &str) {
     let me = std::process::id();
     let probe = format!("if kill -0 {me} 2>&-; then echo visible; else echo hidden; fi");
@@ -270,6 +280,7 @@ fn step01_mount_proc_shows_the_host() {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn working_directory_is_the_new_root(#[case] step: Step) {
     let output = Runner::in_container(step, &[]).stdin("pwd").run();
     output.expect_success();
@@ -296,6 +307,7 @@ fn working_directory_is_the_new_root(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot, "stays inside", Some("step05_escape"))]
 #[case::step06_init(Step::Step06Init, "stays inside", None)]
 #[case::step07_overlay(Step::Step07Overlay, "stays inside", None)]
+#[case::step08_cgroups(Step::Step08Cgroups, "stays inside", None)]
 fn chroot_escape(#[case] step: Step, #[case] expected: &str, #[case] transcript: Option<&str>) {
     let rootfs = escape::rootfs_with_probe(&format!("escape-{}", step.short()));
     let secret = workshop_tests::scratch().join(format!(
@@ -370,6 +382,7 @@ const STEP05_MOUNTS: [&str; 11] = [
 #[case::step05_pivot_root(Step::Step05PivotRoot, &STEP05_MOUNTS, Some("step05_mountinfo"))]
 #[case::step06_init(Step::Step06Init, &STEP05_MOUNTS, None)]
 #[case::step07_overlay(Step::Step07Overlay, &STEP05_MOUNTS, None)]
+#[case::step08_cgroups(Step::Step08Cgroups, &STEP05_MOUNTS, None)]
 fn mountinfo_inside(
     #[case] step: Step,
     #[case] expected: &[&str],
@@ -407,6 +420,7 @@ fn mountinfo_inside(
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn mount_namespace_holds_no_host_mount(#[case] step: Step) {
     let host_mounts = host::mountinfo(); // before: the copy is made when the container starts
     let command = ["/bin/sh", "-c", "echo ready; exec sleep 30"];

@@ -26,7 +26,9 @@ fn source(step: Step) -> String {
              `start_sealed` call step04's `wait_for`, `start_clean`, `mount_proc` and `exec`, in \
              step04-full-demo/src/main.rs)"
             .to_string(),
-        Step::Step06Init | Step::Step07Overlay => "kit/src/init.rs".to_string(),
+        Step::Step06Init | Step::Step07Overlay | Step::Step08Cgroups => {
+            "kit/src/init.rs".to_string()
+        }
         _ => format!("{}/src/main.rs", step.name()),
     }
 }
@@ -54,7 +56,7 @@ fn status_section(step: Step) -> &'static str {
             "step04's `wait_for`, where the parent of `fork_and_wait` waits: Exited(code) \
              becomes code, Signaled(N) becomes 128+N"
         }
-        Step::Step06Init | Step::Step07Overlay => {
+        Step::Step06Init | Step::Step07Overlay | Step::Step08Cgroups => {
             "(5) `reap`, where the init collects the command: Exited(code) becomes code, \
              Signaled(N) becomes 128+N, the init's exit code, which the runtime's `wait_for` \
              passes on"
@@ -82,7 +84,7 @@ fn pid1_section(step: Step) -> &'static str {
             "step04's `new_namespaces` (CLONE_NEWPID), called first in `run`, and \
              `fork_and_wait` (the child is the namespace's PID 1)"
         }
-        Step::Step06Init | Step::Step07Overlay => {
+        Step::Step06Init | Step::Step07Overlay | Step::Step08Cgroups => {
             "step04's `new_namespaces` (CLONE_NEWPID), and (1) `fork_init` (the child, the \
              namespace's PID 1, is the init)"
         }
@@ -98,6 +100,7 @@ fn pid1_section(step: Step) -> &'static str {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -127,6 +130,7 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -214,6 +218,7 @@ fn processes_with_word(word: &str) -> Vec<i32> {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn pid1_exit_empties_the_namespace(#[case] step: Step) {
     let seconds = unique_seconds(step);
     let script = format!("{}; echo \"started $!\"", in_background(&format!("sleep {seconds}")));
@@ -266,6 +271,7 @@ fn pid1_exit_empties_the_namespace(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn killing_the_runtime_kills_the_container(#[case] step: Step) {
     let script = format!("{}; echo ready; sleep 30", in_background("sleep 30"));
     let mut running = Runner::in_container(step, &["/bin/sh", "-c", &script]).spawn();
@@ -599,6 +605,7 @@ fn interactive_pid1_catches_sigint(#[case] step: Step) {
 #[case::step05_pivot_root(Step::Step05PivotRoot)]
 #[case::step06_init(Step::Step06Init)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn no_runtime_descriptor_leaks_into_the_container(#[case] step: Step) {
     const FD: i32 = 9;
     let script = "ls /proc/1/fd; echo ready; sleep 30";

@@ -22,10 +22,28 @@ const STEP: Step = Step::Step07Overlay;
 /// removed when the test is done with it.
 struct Containers(PathBuf);
 
+/// Removes `path` and all in it. overlayfs makes `work/work` in its work
+/// directory with mode 000: rootless, our own directory, which we may not
+/// read to empty it until we open it up (root may anyway).
+fn remove_all(path: &Path) {
+    fn open_up(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir());
+        if is_dir && std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).is_ok()
+        {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                open_up(&entry.path());
+            }
+        }
+    }
+    open_up(path);
+    let _ = std::fs::remove_dir_all(path);
+}
+
 impl Containers {
     fn new(test: &str) -> Containers {
         let path = workshop_tests::scratch().join(format!("containers-{test}"));
-        let _ = std::fs::remove_dir_all(&path);
+        remove_all(&path);
         std::fs::create_dir_all(&path).expect("make the containers' directory");
         Containers(path)
     }
@@ -54,7 +72,7 @@ impl Containers {
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_all(&self.0);
     }
 }
 
@@ -64,10 +82,11 @@ impl Drop for Containers {
 const IN_THE_COPY: &str = "/.workshop-test-copy";
 
 /// `rm -rf /bin` and more inside: step04 destroys its rootfs, step07's
-/// image stays byte for byte as it was.
+/// image stays byte for byte as it was, and step08's, which is step07's.
 #[rstest]
 #[case::step04_full_demo(Step::Step04FullDemo)]
 #[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
 fn rm_rf_bin(#[case] step: Step) {
     let copy = RootfsCopy::new(&format!("rm-rf-bin-{}", step.short()));
     std::fs::write(copy.path().join(&IN_THE_COPY[1..]), "").expect("mark the copy");
@@ -78,8 +97,8 @@ fn rm_rf_bin(#[case] step: Step) {
          rm -rf /bin /etc/motd /home && echo new > /new.txt && [ ! -e /bin ] && echo 'bin is gone'"
     );
     let mut args = vec!["--containers-dir".to_string(), containers.arg()];
-    if step != STEP {
-        args.clear();
+    if step == Step::Step04FullDemo {
+        args.clear(); // no overlay, no containers' directory
     }
     args.extend([copy.path().display().to_string(), "/bin/sh".into(), "-c".into(), script]);
     let output = Runner::step(step, args).run();
@@ -95,10 +114,11 @@ fn rm_rf_bin(#[case] step: Step) {
     }
     assert!(
         after == before,
-        "step07: the container ran `rm -rf /bin /etc/motd /home` and wrote /new.txt, and the \
+        "{}: the container ran `rm -rf /bin /etc/motd /home` and wrote /new.txt, and the \
          rootfs changed: it should be a read-only image, the lower layer of an overlay whose \
          upper layer, in the container's directory, takes every change. Is the overlay mounted \
          over ROOTFS before the root changes? See {}, section (2). Changed files:\n{}\n{output}",
+        step.short(),
         STEP.chapter(),
         manifest_changes(&before, &after, 10)
     );

@@ -6,9 +6,7 @@
 
 use rstest::rstest;
 use workshop_tests::transcript::procps_columns;
-use workshop_tests::{
-    Output, ROOTFS, Runner, Step, Transcript, alpine_rootfs, c_demo, with_rootfs,
-};
+use workshop_tests::{Output, ROOTFS, Runner, Step, Transcript, c_demo, with_rootfs};
 
 /// Busybox ash's prompt for root in `/`, as in the article.
 const ALPINE_PROMPT: &str = "/ # ";
@@ -28,6 +26,7 @@ const ALPINE_PROMPT: &str = "/ # ";
 #[case::step05_pivot_root(Some("step05_ps"), Step::Step05PivotRoot, &[ROOTFS])]
 #[case::step06_init(Some("step06_ps"), Step::Step06Init, &[ROOTFS])]
 #[case::step07_overlay(None, Step::Step07Overlay, &[ROOTFS])]
+#[case::step08_cgroups(None, Step::Step08Cgroups, &[ROOTFS])]
 fn ps_inside(#[case] name: Option<&str>, #[case] step: Step, #[case] step_args: &[&str]) {
     let (transcript, output) =
         Transcript::shell(Runner::step(step, with_rootfs(step_args)), ALPINE_PROMPT, &["ps"]);
@@ -45,7 +44,9 @@ fn ps_inside(#[case] name: Option<&str>, #[case] step: Step, #[case] step_args: 
     } else if step >= Step::Step06Init {
         let rows: Vec<(&str, String)> =
             table[1..].iter().map(|line| pid_and_command(line)).collect();
-        let init = format!("{} {}", step.name(), alpine_rootfs().display());
+        // The runtime's command line, as the harness started it (rootless,
+        // step08's has `--no-cgroup`).
+        let init = output.label.clone();
         assert!(
             rows.len() == 3
                 && rows[0] == ("1", init.clone())

@@ -132,6 +132,9 @@ pub struct Facts {
     /// The uid the probe ran as (65534 when we are root), and what happened.
     pub probe: (u32, Probe),
     pub cgroups: Cgroups,
+    /// The controllers the v2 tree offers (its root's `cgroup.controllers`:
+    /// `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid machine).
+    pub v2_controllers: Option<String>,
     /// Whether `/` is a shared mount.
     pub root_shared: Option<bool>,
     pub rootfs: RootfsFacts,
@@ -181,7 +184,7 @@ pub fn checks(facts: &Facts) -> Vec<Line> {
         }
     }
     lines.append(&mut userns);
-    lines.push(cgroups(facts.cgroups));
+    lines.push(cgroups(facts.cgroups, facts.v2_controllers.as_deref()));
     lines.push(architecture(&facts.arch));
     lines.push(shared_root(facts.root_shared));
     lines.push(rootfs(
@@ -207,9 +210,12 @@ pub fn steps(facts: &Facts) -> Vec<Line> {
                     .hint("work as root, install sudo, or allow unprivileged user namespaces (see above)");
             }
             let mut line = Line::new(Mark::Ok, format!("{name} can run here: {}", commands.join(", or ")));
-            if step == Step::Step07Overlay && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
+            if matches!(step, Step::Step07Overlay | Step::Step08Cgroups) && !rootless_overlay(&facts.kernel) && commands.iter().any(|c| c.ends_with("--rootless")) {
                 line.mark = Mark::Warn;
                 line = line.hint(format!("not with --rootless: an overlay in a user namespace needs Linux 5.11 or later, and this is {}", facts.kernel));
+            }
+            if step == Step::Step08Cgroups && commands.iter().any(|c| c.ends_with("--rootless")) {
+                line = line.hint("with --rootless, it needs a cgroup tree delegated to you (run it under `systemd-run --user --scope -p Delegate=yes`), or --no-cgroup to run without a cgroup, and so without limits");
             }
             if step.needs_rootfs() && !rootfs_ok {
                 if pinned {
@@ -412,14 +418,23 @@ pub fn classify_cgroups(root: FsKind, unified: FsKind) -> Cgroups {
     }
 }
 
-pub fn cgroups(cgroups: Cgroups) -> Line {
-    let layout = match cgroups {
-        Cgroups::V2 => "v2 only (unified hierarchy at /sys/fs/cgroup)",
-        Cgroups::V1 => "v1 only (one hierarchy per controller under /sys/fs/cgroup)",
-        Cgroups::Hybrid => "hybrid (v1 controllers, and v2 at /sys/fs/cgroup/unified)",
-        Cgroups::Unknown => "not found at /sys/fs/cgroup",
-    };
-    Line::new(Mark::Info, format!("cgroups: {layout}; the steps do not use cgroups yet"))
+/// The cgroup layout, and which of it step08 uses for its limits (the
+/// rule of `kit::cgroup::detect`: v2 when its tree has the memory, pids and
+/// cpu controllers, or when there is nothing else).
+pub fn cgroups(cgroups: Cgroups, v2_controllers: Option<&str>) -> Line {
+    let listed = v2_controllers.unwrap_or_default();
+    let has_ours =
+        ["memory", "pids", "cpu"].iter().all(|c| listed.split_whitespace().any(|l| l == *c));
+    match cgroups {
+        Cgroups::V2 if has_ours => Line::new(Mark::Ok, "cgroups: v2 only (unified hierarchy at /sys/fs/cgroup): step08 makes its containers' cgroups there"),
+        Cgroups::V2 => Line::new(Mark::Warn, format!("cgroups: v2 only (unified hierarchy at /sys/fs/cgroup), but its controllers are `{}`: step08's limits need memory, pids and cpu", listed.trim()))
+            .hint("step08 then refuses the limits it cannot set; its other runs work, and --no-cgroup runs without a cgroup"),
+        Cgroups::V1 => Line::new(Mark::Ok, "cgroups: v1 only (one hierarchy per controller under /sys/fs/cgroup): step08 makes its containers' cgroups in the memory, pids and cpu hierarchies"),
+        Cgroups::Hybrid if has_ours => Line::new(Mark::Ok, "cgroups: hybrid (v1 controllers, and v2 at /sys/fs/cgroup/unified): step08 uses the v2 tree, which has memory, pids and cpu"),
+        Cgroups::Hybrid => Line::new(Mark::Ok, "cgroups: hybrid (v1 controllers, and v2 at /sys/fs/cgroup/unified without memory, pids and cpu): step08 uses the v1 hierarchies"),
+        Cgroups::Unknown => Line::new(Mark::Warn, "cgroups: not found at /sys/fs/cgroup: step08 cannot limit containers here")
+            .hint("mount the v2 tree (`sudo mount -t cgroup2 none /sys/fs/cgroup`), or run step08 with --no-cgroup"),
+    }
 }
 
 pub fn architecture(arch: &str) -> Line {
@@ -566,6 +581,8 @@ mod gather {
                     fs_kind("/sys/fs/cgroup"),
                     fs_kind("/sys/fs/cgroup/unified"),
                 ),
+                v2_controllers: read("/sys/fs/cgroup/cgroup.controllers")
+                    .or_else(|| read("/sys/fs/cgroup/unified/cgroup.controllers")),
                 root_shared: crate::mounts::root_is_shared(&mounts),
                 rootfs: rootfs_facts(&crate::workspace_root().join("rootfs"), &mounts),
                 unshare: find_unshare(),
@@ -780,6 +797,7 @@ mod tests {
             apparmor_restrict: None,
             probe: (1000, Probe::Works),
             cgroups: Cgroups::V2,
+            v2_controllers: Some("cpuset cpu io memory hugetlb pids rdma misc".into()),
             root_shared: Some(true),
             rootfs: RootfsFacts { present: true, has_sh: true, proc_is_dir: true, mounted: vec![] },
             unshare: Unshare::UtilLinux("unshare from util-linux 2.39.3".into()),
@@ -827,7 +845,19 @@ mod tests {
         assert_eq!(classify_cgroups(FsKind::Tmpfs, FsKind::Cgroup2), Cgroups::Hybrid);
         assert_eq!(classify_cgroups(FsKind::Tmpfs, FsKind::Missing), Cgroups::V1);
         assert_eq!(classify_cgroups(FsKind::Missing, FsKind::Missing), Cgroups::Unknown);
-        assert!(cgroups(Cgroups::Hybrid).text.contains("hybrid"));
+        // This development machine: hybrid, and its v2 tree has hugetlb only.
+        let hybrid = cgroups(Cgroups::Hybrid, Some("hugetlb"));
+        assert!(
+            hybrid.text.contains("hybrid") && hybrid.text.contains("step08 uses the v1"),
+            "{hybrid}"
+        );
+        let v2 = cgroups(Cgroups::V2, Some("cpuset cpu io memory pids"));
+        assert!(v2.mark == Mark::Ok && v2.text.contains("step08 makes"), "{v2}");
+        assert_eq!(cgroups(Cgroups::V2, Some("memory pids")).mark, Mark::Warn);
+        assert!(
+            cgroups(Cgroups::Hybrid, Some("cpu memory pids")).text.contains("uses the v2 tree")
+        );
+        assert_eq!(cgroups(Cgroups::Unknown, None).mark, Mark::Warn);
     }
 
     #[test]

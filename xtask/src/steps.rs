@@ -32,6 +32,9 @@ pub enum Step {
     /// the rootfs as a read-only image under an overlay; --keep-layer shows the container's layer
     #[value(name = "step07", alias = "step07-overlay")]
     Step07Overlay,
+    /// step07 with limits the kernel enforces: --memory, --pids, --cpus in a cgroup per container
+    #[value(name = "step08", alias = "step08-cgroups")]
+    Step08Cgroups,
 }
 
 /// How a step takes its arguments.
@@ -58,7 +61,7 @@ pub struct Info {
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::Step01Chroot,
         Step::Step02UnshareCli,
         Step::Step03PidNs,
@@ -66,6 +69,7 @@ impl Step {
         Step::Step05PivotRoot,
         Step::Step06Init,
         Step::Step07Overlay,
+        Step::Step08Cgroups,
     ];
 
     /// The table: one row per step.
@@ -81,6 +85,7 @@ impl Step {
             }
             Step::Step06Init => ("step06-init", RootfsThenCommand, &["init", "enter"]),
             Step::Step07Overlay => ("step07-overlay", RootfsThenCommand, &["overlay"]),
+            Step::Step08Cgroups => ("step08-cgroups", RootfsThenCommand, &["cgroup"]),
         };
         Info { crate_name, args, kit_modules }
     }

@@ -54,6 +54,40 @@ macro_rules! layer {
     };
 }
 
+/// Step07's whole script, as `unshare -m -p -f sh -c` runs it: the layer,
+/// step05's root (the shell waits for /bin/true, as step06's init), and the
+/// layer removed at the end.
+macro_rules! step07_script {
+    () => {
+        concat!(
+            layer!(),
+            " && ",
+            sealed_root!(),
+            " && /bin/true; s=$?; rm -rf /proc/self/fd/3/${d##*/}; exit $s"
+        )
+    };
+}
+
+/// Step08's cgroup around a container, as a shell makes it: `bench-<PID>` in
+/// the v2 tree (with pids enabled for its children), or in each of the v1
+/// memory, pids and cpu hierarchies; a limit written in (`--pids 64`); a
+/// subshell that joins it (`echo 0`, as step08's child writes 0) and becomes
+/// the container, born inside; and the cgroup removed once it has ended.
+/// The shell itself stays outside, as step08's runtime does.
+macro_rules! in_a_cgroup {
+    ($container:expr) => {
+        concat!(
+            "c=/sys/fs/cgroup n=bench-$$; if [ -e $c/cgroup.controllers ]; \
+             then set -- $c; p=$c/$n; echo +pids > $c/cgroup.subtree_control; \
+             else set -- $c/memory $c/pids $c/cpu; p=$c/pids/$n; fi; \
+             for t; do mkdir $t/$n || exit; done; echo 64 > $p/pids.max; \
+             ( for t; do echo 0 > $t/$n/cgroup.procs; done; exec ",
+            $container,
+            " ); s=$?; for t; do rmdir $t/$n; done; exit $s"
+        )
+    };
+}
+
 /// The steps, in order. The last one that exists is compared with the runtimes.
 pub const STEPS: &[StepCase] = &[
     StepCase {
@@ -123,21 +157,20 @@ pub const STEPS: &[StepCase] = &[
         name: "step07",
         binary: "step07-overlay",
         args: &[ROOTFS, "/bin/true"],
+        counterpart: &["unshare", "-m", "-p", "-f", "sh", "-c", step07_script!()],
+        counterpart_name: "unshare -m -p -f sh -c '… mount -t overlay … pivot_root . . … rm -rf …'",
+    },
+    StepCase {
+        name: "step08",
+        binary: "step08-cgroups",
+        args: &["--pids", "64", ROOTFS, "/bin/true"],
+        // The shell stays outside the cgroup, and step07's script runs inside.
         counterpart: &[
-            "unshare",
-            "-m",
-            "-p",
-            "-f",
             "sh",
             "-c",
-            concat!(
-                layer!(),
-                " && ",
-                sealed_root!(),
-                " && /bin/true; s=$?; rm -rf /proc/self/fd/3/${d##*/}; exit $s"
-            ),
+            in_a_cgroup!(concat!("unshare -m -p -f sh -c '", step07_script!(), "'")),
         ],
-        counterpart_name: "unshare -m -p -f sh -c '… mount -t overlay … pivot_root . . … rm -rf …'",
+        counterpart_name: "sh -c '… mkdir …/bench-$$ … echo 0 > …/cgroup.procs; exec unshare … rmdir …'",
     },
 ];
 
