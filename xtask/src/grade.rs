@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
@@ -225,7 +225,6 @@ pub fn report(step: Option<Step>, outcomes: &[&Outcome]) -> String {
 /// Runs the tests of `step` (every step's when `None`) and prints the report.
 /// Returns 0 when every test passed, 1 otherwise.
 pub fn grade(step: Option<Step>) -> Result<i32> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["test", "--no-fail-fast", "-p", "workshop-tests"];
     if let Some(step) = step {
         args.push(step.short());
@@ -233,30 +232,16 @@ pub fn grade(step: Option<Step>) -> Result<i32> {
     crate::say!("+ cargo {}", args.join(" "));
     args.extend(["--", "--color", "never"]);
     let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;
-    let mut cmd = Command::new(&cargo);
-    // `cargo xtask` is `cargo run`, which describes our package to us in these
-    // variables. Some build scripts watch them (ring's does): passed on, they
-    // would make cargo rebuild those crates now, and again at the next `cargo test`.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let ours = ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_MANIFEST_LINKS"]
-            .contains(&key.as_ref())
-            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"]
-                .contains(&key.as_ref())
-            || key.starts_with("CARGO_PKG_");
-        if ours {
-            cmd.env_remove(key.as_ref());
-        }
-    }
+    let (mut cmd, cargo) = crate::cargo();
     cmd.args(&args)
         .current_dir(crate::workspace_root())
         .env("CARGO_TERM_COLOR", "never")
         .stdin(Stdio::null())
         .stdout(writer.try_clone().context("cannot duplicate a pipe")?)
         .stderr(writer);
-    let mut child = cmd.spawn().with_context(|| {
-        format!("cannot run {}\nhint: is cargo installed and on PATH?", cargo.to_string_lossy())
-    })?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {cargo}\nhint: is cargo installed and on PATH?"))?;
     drop(cmd); // our copies of the pipe's writing end: the reader sees the end when cargo is done
     let mut output = String::new();
     for line in BufReader::new(reader).lines() {

@@ -260,6 +260,14 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
+/// The cargo that runs us (`$CARGO`, else `cargo` on PATH), as a command
+/// ready to take arguments, without the variables that describe our package
+/// (see [`xtask_launcher::cargo_command`]), and the name to show in messages.
+pub fn cargo() -> (std::process::Command, String) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    (xtask_launcher::cargo_command(&cargo), cargo.to_string_lossy().into_owned())
+}
+
 /// Whether we run with effective uid 0 (root, or root inside a user namespace).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -280,6 +288,22 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use anyhow::{Context, anyhow};
+
+    #[test]
+    fn cargo_started_by_xtask_does_not_see_our_package() {
+        // cargo runs tests, as it runs xtask, with our package's variables set.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some(), "run me with cargo test");
+        let (cmd, _) = cargo();
+        let removed: Vec<_> =
+            cmd.get_envs().filter(|(_, value)| value.is_none()).map(|(key, _)| key).collect();
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("CARGO_PKG_") || name == "CARGO_MANIFEST_DIR" {
+                assert!(removed.contains(&key.as_os_str()), "{name} is passed on");
+            }
+        }
+        assert!(std::env::var_os("PATH").is_none_or(|_| !removed.contains(&"PATH".as_ref())));
+    }
 
     #[test]
     fn report_puts_hints_last() {

@@ -73,14 +73,12 @@ pub fn run(step: Step, rootless: bool, args: &[OsString]) -> Result<i32> {
 
 /// `cargo build --quiet -p <crate>`, with the cargo that runs us.
 fn build(step: Step) -> Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
+    let (mut cmd, cargo) = crate::cargo();
+    let status = cmd
         .args(["build", "--quiet", "-p", step.name()])
         .current_dir(workspace_root())
         .status()
-        .with_context(|| {
-            format!("cannot run {}\nhint: is cargo installed and on PATH?", cargo.to_string_lossy())
-        })?;
+        .with_context(|| format!("cannot run {cargo}\nhint: is cargo installed and on PATH?"))?;
     if !status.success() {
         bail!("building {} failed (cargo's messages are above)", step.name());
     }

@@ -18,7 +18,9 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
+
+use xtask_launcher::cargo_command;
 
 /// What is said once, before cargo's first "Compiling" line.
 pub const BANNER: &str = "cargo xtask: building the workshop's helper first \
@@ -37,31 +39,6 @@ fn main() -> ExitCode {
     let _ =
         writeln!(std::io::stderr(), "cargo xtask: cannot run {}: {err}", cargo.to_string_lossy());
     ExitCode::FAILURE
-}
-
-/// `cargo` without the variables cargo set for us, the launcher: they
-/// describe this package, and some build scripts watch them (ring's does), so
-/// passed on they would make cargo rebuild those crates now and again later.
-fn cargo_command(cargo: &OsString) -> Command {
-    let mut cmd = Command::new(cargo);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let ours = [
-            "CARGO_MANIFEST_DIR",
-            "CARGO_MANIFEST_PATH",
-            "CARGO_MANIFEST_LINKS",
-            "CARGO_CRATE_NAME",
-            "CARGO_BIN_NAME",
-            "CARGO_PRIMARY_PACKAGE",
-            "OUT_DIR",
-        ]
-        .contains(&key.as_ref())
-            || key.starts_with("CARGO_PKG_");
-        if ours {
-            cmd.env_remove(key.as_ref());
-        }
-    }
-    cmd
 }
 
 /// `cargo build --package xtask`, shown only when it builds something.
