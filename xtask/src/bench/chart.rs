@@ -54,7 +54,7 @@ pub fn svg(results: &Results) -> Result<String> {
             let (color, group) = match t.kind {
                 Kind::Floor => (FLOOR, "the floor"),
                 Kind::Step => (STEP, "the steps"),
-                Kind::Variant => (VARIANT, "a step linked dynamically"),
+                Kind::Variant => (VARIANT, "the last step, built or run another way"),
                 Kind::Counterpart => (COUNTERPART, "what the steps imitate"),
                 Kind::Runtime => (RUNTIME, "container runtimes"),
             };

@@ -104,12 +104,14 @@ pub fn operations(
         (
             CloneFlags::CLONE_NEWNS,
             "NEWNS",
-            format!("a mount namespace: a copy of the host's {mounts} mounts (steps 02–04)"),
+            format!(
+                "a mount namespace: a copy of the host's {mounts} mounts (every step from step02 on)"
+            ),
         ),
         (
             CloneFlags::CLONE_NEWPID,
             "NEWPID",
-            "a PID namespace, for the children made after it (steps 02–04)".into(),
+            "a PID namespace, for the children made after it (every step from step02 on)".into(),
         ),
         (CloneFlags::CLONE_NEWUTS, "NEWUTS", "a hostname of its own".into()),
         (

@@ -116,7 +116,9 @@ pub fn bench(options: &Options) -> Result<i32> {
     let rootfs = prepared.dest;
     let bundle = oci::Bundle::new(&work, &rootfs)?;
 
-    let (cases, comparisons) = cases(&steps, &binaries, &rootfs, &bundle, &mut notes);
+    let layers = plan::makes_a_layer(&steps).then(|| TmpfsLayers::make(&mut notes)).flatten();
+    let (cases, comparisons) =
+        cases(&steps, &binaries, &rootfs, &bundle, layers.as_ref(), &mut notes);
     let (cgroups, layout) = kernel::cgroup_hierarchies();
     let cases = check(cases, &work, kernel::hybrid_v2_tree().as_deref(), &mut notes);
     let scratch = work.join("overlay-scratch");
@@ -206,8 +208,7 @@ fn write_results(dir: &Path, markdown_name: &str, results: &Results, markdown: &
 /// one did), so that the target directory stays theirs. Returns the paths of
 /// the executables built, by name.
 fn cargo_build(args: &[String]) -> Result<HashMap<String, PathBuf>> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let (mut command, cargo) = crate::cargo();
     command.arg("build").args(args).arg("--message-format=json-render-diagnostics");
     command.current_dir(workspace_root()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     if let Some((uid, gid)) = sudo_user() {
@@ -218,8 +219,7 @@ fn cargo_build(args: &[String]) -> Result<HashMap<String, PathBuf>> {
             command.env("HOME", user.dir);
         }
     }
-    let output =
-        command.output().with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    let output = command.output().with_context(|| format!("cannot run {cargo}"))?;
     if !output.status.success() {
         bail!("the build failed (cargo's messages are above)");
     }
@@ -303,6 +303,7 @@ fn cases(
     binaries: &HashMap<String, PathBuf>,
     rootfs: &Path,
     bundle: &oci::Bundle,
+    layers: Option<&TmpfsLayers>,
     notes: &mut Vec<String>,
 ) -> (Vec<Case>, Vec<(String, String, f64, bool)>) {
     let mut cases: Vec<Case> = Vec::new();
@@ -378,6 +379,23 @@ fn cases(
         let name = format!("{}, linked dynamically", step.name);
         add(&mut cases, Case { name, kind: Kind::Variant, shown, argv, hide: None });
     }
+    // And, on a machine where /run is on disk, the last step once more with
+    // its layer on a tmpfs, as on a machine where /run is one; it is compared
+    // with the runtimes too, next to the last step as it runs here.
+    let mut on_tmpfs = None;
+    if let Some(step) = steps.last()
+        && let Some(binary) = binaries.get(step.binary)
+        && layers.is_some()
+    {
+        let mut args = vec!["--containers-dir", plan::TMPFS_LAYERS];
+        args.extend(step.args);
+        let mut argv = vec![binary.to_string_lossy().into_owned()];
+        argv.extend(plan::with_rootfs(&args, rootfs));
+        let shown = format!("{} {}", step.binary, plan::shown(&args));
+        let name = format!("{}, its layer on a tmpfs", step.name);
+        on_tmpfs =
+            Some(add(&mut cases, Case { name, kind: Kind::Variant, shown, argv, hide: None }));
+    }
     let last_step = steps.last().map(|s| s.name.to_owned());
     for runtime in plan::RUNTIMES {
         if crate::find_in_path(runtime.name).is_none() {
@@ -394,8 +412,9 @@ fn cases(
                 hide: None,
             },
         );
-        if let (Some(step), Some(target)) = (&last_step, runtime.target) {
-            pairs.push((step.clone(), name, target, false));
+        let Some(target) = runtime.target else { continue };
+        for step in last_step.iter().chain(&on_tmpfs) {
+            pairs.push((step.clone(), name.clone(), target, false));
         }
     }
     (cases, pairs)
@@ -733,6 +752,74 @@ fn hand_back(dir: &Path) {
 }
 
 /// Removes the cgroups the operations make, even when the bench stops early.
+/// From step07 on, a step makes each container's layer in /run, which is a
+/// tmpfs on every distribution that boots with systemd, but not everywhere:
+/// in a small VM or a container, /run may be a directory on the disk, where
+/// making and removing the layer costs milliseconds. There, the bench also
+/// runs the last step with its layers in a directory of its own on
+/// /dev/shm, a tmpfs, removed at the end: the step as a machine with a tmpfs
+/// /run would run it.
+struct TmpfsLayers(PathBuf);
+
+impl TmpfsLayers {
+    /// The directory, or `None` (with a note saying why) when /run is a
+    /// tmpfs already or /dev/shm is not one.
+    fn make(notes: &mut Vec<String>) -> Option<TmpfsLayers> {
+        use nix::sys::statfs::{TMPFS_MAGIC, statfs};
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let run = statfs("/run").ok()?.filesystem_type();
+        if run == TMPFS_MAGIC {
+            return None;
+        }
+        if statfs("/dev/shm").ok()?.filesystem_type() != TMPFS_MAGIC {
+            notes.push(
+                "/run is not a tmpfs here, and neither is /dev/shm: the steps' layers are only measured on disk".into(),
+            );
+            return None;
+        }
+        let dir = PathBuf::from(plan::TMPFS_LAYERS);
+        // Left by a bench that was killed, it is root's and 0700; anything else
+        // there is someone else's, and is left alone.
+        let made = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let ours =
+            |meta: &fs::Metadata| meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o077 == 0;
+        if made.is_err() && !fs::symlink_metadata(&dir).is_ok_and(|m| ours(&m)) {
+            notes.push(format!(
+                "{} exists and is not a directory of root's, 0700: the run with the layer on a tmpfs is skipped",
+                dir.display()
+            ));
+            return None;
+        }
+        notes.push(format!(
+            "/run is not a tmpfs on this machine ({}): from step07 on, each container's layer is \
+             made and removed on disk. The last step runs once more with `--containers-dir` on \
+             /dev/shm, a tmpfs, as /run is on most distributions.",
+            fs_name(run)
+        ));
+        Some(TmpfsLayers(dir))
+    }
+}
+
+impl Drop for TmpfsLayers {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A filesystem's name, from statfs(2)'s `f_type`, for the few /run may be on.
+fn fs_name(kind: nix::sys::statfs::FsType) -> &'static str {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, XFS_SUPER_MAGIC,
+    };
+    match kind {
+        k if k == EXT4_SUPER_MAGIC => "it is on an ext4 filesystem",
+        k if k == BTRFS_SUPER_MAGIC => "it is on a btrfs filesystem",
+        k if k == XFS_SUPER_MAGIC => "it is on an XFS filesystem",
+        k if k == OVERLAYFS_SUPER_MAGIC => "it is on an overlay",
+        _ => "it is on the disk",
+    }
+}
+
 struct RemoveOnDrop<'a>(&'a [kernel::Operation]);
 
 impl Drop for RemoveOnDrop<'_> {

@@ -25,7 +25,7 @@ pub struct StepCase {
     pub counterpart: &'static [&'static str],
     /// What the chart and the comparisons call the counterpart when the whole
     /// command line is too long to read there, a shell script's ("" to show
-    /// the command line itself). The first table always shows it whole.
+    /// the command line itself). The report gives the script in full below its first table.
     pub counterpart_name: &'static str,
 }
 
@@ -195,6 +195,16 @@ pub const RUNTIMES: &[RuntimeCase] = &[
         get_it: "not in Debian's apt; see https://github.com/youki-dev/youki/releases",
     },
 ];
+
+/// Where the bench makes the steps' layers on a tmpfs, when /run is not one
+/// (see `TmpfsLayers` in the bench): /dev/shm is a tmpfs nearly everywhere.
+pub const TMPFS_LAYERS: &str = "/dev/shm/workshop-bench-layers";
+
+/// Whether the last of `steps` makes a layer for each container (an overlay's
+/// upper directory in /run): step07 and every step after it do.
+pub fn makes_a_layer(steps: &[StepCase]) -> bool {
+    steps.last().is_some_and(|step| step.name >= "step07")
+}
 
 /// The floor: the command alone, then chroot(1) into the root filesystem.
 pub const FLOOR: &[&[&str]] = &[&["/bin/true"], &["chroot", ROOTFS, "/bin/true"]];

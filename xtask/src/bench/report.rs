@@ -37,7 +37,7 @@ pub fn markdown(results: &Results) -> String {
         .map(|t| {
             vec![
                 what(results, t),
-                format!("`{}`", t.command),
+                format!("`{}`", shortened(t)),
                 format!("{:.2}\u{a0}ms", t.median_ms),
                 format!("{:.2}\u{a0}ms", t.min_ms),
                 format!("{}\u{a0}KiB", t.peak_rss_kib),
@@ -50,6 +50,15 @@ pub fn markdown(results: &Results) -> String {
         &[false, false, true, true, true],
         &rows,
     );
+
+    let scripts: Vec<&Timing> =
+        results.startup.iter().filter(|t| shortened(t) != t.command).collect();
+    if !scripts.is_empty() {
+        let _ = writeln!(out, "\nThe scripts, in full:\n");
+        for t in scripts {
+            let _ = writeln!(out, "- {}: `{}`", what(results, t), t.command);
+        }
+    }
 
     if !results.comparisons.is_empty() {
         let _ = writeln!(
@@ -101,6 +110,16 @@ pub fn markdown(results: &Results) -> String {
     let tools: Vec<String> = m.tools.iter().map(|t| format!("{}: {}", t.name, t.version)).collect();
     let _ = writeln!(out, "\nVersions: {}.", tools.join("; "));
     out
+}
+
+/// The command as the first table shows it: whole, or, for a script too
+/// long to read in a table, its gist (which then names the timing).
+fn shortened(timing: &Timing) -> &str {
+    if timing.kind == Kind::Counterpart && timing.name != timing.command {
+        &timing.name
+    } else {
+        &timing.command
+    }
 }
 
 /// What a timing is: `step04`, `runc`, `floor`, `what step02 imitates`.

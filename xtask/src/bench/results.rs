@@ -62,7 +62,8 @@ pub enum Kind {
     Floor,
     /// One of the workshop's steps.
     Step,
-    /// A step built another way (linked dynamically), to show what the build changes.
+    /// The last step built another way (linked dynamically), or run another way
+    /// (its layer on a tmpfs), to show what the build or the machine changes.
     Variant,
     /// The command a step imitates.
     Counterpart,
