@@ -751,7 +751,6 @@ fn hand_back(dir: &Path) {
     walk(dir, uid, gid);
 }
 
-/// Removes the cgroups the operations make, even when the bench stops early.
 /// From step07 on, a step makes each container's layer in /run, which is a
 /// tmpfs on every distribution that boots with systemd, but not everywhere:
 /// in a small VM or a container, /run may be a directory on the disk, where
@@ -820,6 +819,7 @@ fn fs_name(kind: nix::sys::statfs::FsType) -> &'static str {
     }
 }
 
+/// Removes the cgroups the operations make, even when the bench stops early.
 struct RemoveOnDrop<'a>(&'a [kernel::Operation]);
 
 impl Drop for RemoveOnDrop<'_> {
