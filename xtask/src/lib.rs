@@ -30,6 +30,8 @@ pub mod classroom;
 pub mod doctor;
 pub mod download;
 pub mod extract;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod grade;
 pub mod mounts;
 pub mod rootfs;

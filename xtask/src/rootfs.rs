@@ -698,21 +698,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// A tiny rootfs tarball: `bin/sh`, `etc/os-release`.
+    /// A tiny rootfs tarball: `bin/sh` (holding `marker`), `etc/os-release`.
     fn tarball(dir: &Path, marker: &[u8]) -> PathBuf {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in [("bin/sh", marker), ("etc/os-release", b"ID=test\n".as_slice())] {
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(0o755);
-            header.set_size(data.len() as u64);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            builder.append_data(&mut header, name, data).unwrap();
-        }
-        let path = dir.join(format!("rootfs-{}.tar", String::from_utf8_lossy(marker)));
-        fs::write(&path, builder.into_inner().unwrap()).unwrap();
-        path
+        let name = format!("rootfs-{}.tar", String::from_utf8_lossy(marker));
+        crate::fixtures::TarBuilder::new()
+            .file("bin/sh", 0o755, marker)
+            .file("etc/os-release", 0o755, b"ID=test\n")
+            .write_to(&dir.join(name))
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! directories of its own and removes them.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use xtask::fixtures::TarBuilder;
 
 /// The xtask binary cargo built for these tests.
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
@@ -46,19 +47,10 @@ fn run(cmd: &mut Command) -> Output {
 
 /// A small rootfs tarball: `bin/sh`, `etc/os-release`.
 fn small_tarball(dir: &Path) -> PathBuf {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in [("bin/sh", b"#!/bin/true\n".as_slice()), ("etc/os-release", b"ID=t\n")] {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o755);
-        header.set_size(data.len() as u64);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        builder.append_data(&mut header, name, data).unwrap();
-    }
-    let path = dir.join("small.tar");
-    fs::write(&path, builder.into_inner().unwrap()).unwrap();
-    path
+    TarBuilder::new()
+        .file("bin/sh", 0o755, b"#!/bin/true\n")
+        .file("etc/os-release", 0o755, b"ID=t\n")
+        .write_to(&dir.join("small.tar"))
 }
 
 /// Every file under `dir` (but `target/` and `.git`), with its size and
@@ -309,26 +301,10 @@ fn concurrent_rootfs_runs_wait_for_each_other() {
 #[test]
 fn the_summary_and_the_help_say_what_is_left_out() {
     let scratch = tempfile::tempdir().unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o4755);
-    header.set_size(3);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    builder.append_data(&mut header, "bin/rootsh", b"sh\n".as_slice()).unwrap();
-    let mut device = tar::Header::new_gnu();
-    device.set_entry_type(tar::EntryType::Char);
-    device.set_mode(0o666);
-    device.set_size(0);
-    device.set_uid(0);
-    device.set_gid(0);
-    device.set_mtime(0);
-    device.set_device_major(1).unwrap();
-    device.set_device_minor(3).unwrap();
-    builder.append_data(&mut device, "dev/null", std::io::empty()).unwrap();
-    let tarball = scratch.path().join("hostile.tar");
-    fs::File::create(&tarball).unwrap().write_all(&builder.into_inner().unwrap()).unwrap();
+    let tarball = TarBuilder::new()
+        .file("bin/rootsh", 0o4755, b"sh\n")
+        .device("dev/null", tar::EntryType::Char, 0o666, (1, 3))
+        .write_to(&scratch.path().join("hostile.tar"));
 
     let out = run(as_cargo_runs_it(Path::new(XTASK), &checkout())
         .args(["rootfs", "--dest"])
