@@ -50,7 +50,7 @@ int main(void) {
     fail_if(chdir("/") == -1, "chdir");
     // ANCHOR_END: chroot
     // ANCHOR: fork
-    // (4) The first child created after (1) is PID 1 of the new PID namespace.
+    // (4) Fork: the first child created after (1) is PID 1 of the new PID namespace.
     pid_t child = fork();
     fail_if(child == -1, "fork");
     if (child == 0) {

@@ -141,10 +141,14 @@ pub fn man_pages(text: &str) -> Vec<(String, char)> {
 /// mdBook reads it (the name is `[\w_-]+`; anything after it is ignored).
 fn anchor<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     let at = line.find(tag)?;
-    let rest = line[at + tag.len()..].trim_start();
-    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'));
-    let name = &rest[..end.unwrap_or(rest.len())];
+    let (name, _) = split_name(line[at + tag.len()..].trim_start());
     (!name.is_empty()).then_some(name)
+}
+
+/// `text` cut after the anchor name it starts with (`[\w_-]*`): the name, and the rest.
+fn split_name(text: &str) -> (&str, &str) {
+    let end = text.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'));
+    text.split_at(end.unwrap_or(text.len()))
 }
 
 /// Reads `(N) title: hint` after a region's name.
@@ -186,10 +190,8 @@ pub fn regions(source: &str) -> Result<Vec<Region>> {
                     region.start_line
                 );
             }
-            let name_end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
-                .unwrap_or(rest.len());
-            let (name, header) = (&rest[..name_end], rest[name_end..].trim());
+            let (name, header) = split_name(rest);
+            let header = header.trim();
             if name.is_empty() {
                 bail!("line {number}: a region needs a name: `// ANCHOR: exercise_<name> …`");
             }

@@ -302,8 +302,9 @@ fn change_root(root: &std::path::Path) -> Result<()> {
 
 // ANCHOR: fork
 /// (6) With --fork, the child goes on to (7) and (8) while we wait. We block
-/// Ctrl-C (it reaches the child anyway) and end the way the child ended: with
-/// its exit code, or killed by the same signal.
+/// SIGINT and SIGTERM, as unshare(1) does (Ctrl-C reaches the child from the
+/// terminal anyway), and end the way the child ended: with its exit code, or
+/// killed by the same signal.
 ///
 /// fork copies all our memory but only the thread that calls it. In a program
 /// with threads, a lock that another thread held at that moment (malloc's,

@@ -105,9 +105,9 @@ pub fn new_namespaces() -> Result<()> {
 // ANCHOR_END: unshare
 
 // ANCHOR: private
-/// (2) The new mount namespace starts as a copy of the host's, and where `/`
-/// is *shared* (systemd's default) new mounts would propagate to the host.
-/// Making every mount private keeps ours to ourselves.
+/// (2) Make every mount private. The new mount namespace starts as a copy of
+/// the host's, and where `/` is *shared* (systemd's default) new mounts would
+/// propagate to the host: private, ours stay ours.
 /// <https://man7.org/linux/man-pages/man7/mount_namespaces.7.html>
 pub fn make_mounts_private() -> Result<()> {
     // ANCHOR: exercise_private (2) make every mount private: mount(2) "/" with MS_REC | MS_PRIVATE
@@ -130,7 +130,7 @@ pub fn change_root(rootfs: &Path) -> Result<()> {
 // ANCHOR_END: chroot
 
 // ANCHOR: fork
-/// (4) The child is the first process in the new PID namespace: its PID 1.
+/// (4) Fork. The child is the first process in the new PID namespace: its PID 1.
 ///
 /// fork copies all our memory but only the thread that calls it. In a program
 /// with threads, a lock that another thread held at that moment (malloc's,
