@@ -257,7 +257,14 @@ fn claim(containers: &Dir, path: &Path) -> Result<(String, Dir, File)> {
         ));
     }
     let name = free_name(containers, std::process::id());
-    let (dir, lock) = make_container_dir(containers, &name).with_context(|| {
+    let made = make_container_dir(containers, &name).inspect_err(|err| {
+        // Half made (`upper/` on a full disk, say): no Layer owns it yet to
+        // remove it, so take it away here. Unless it was not ours to make.
+        if err.kind() != io::ErrorKind::AlreadyExists {
+            let _ = containers.remove_dir_all(&name);
+        }
+    });
+    let (dir, lock) = made.with_context(|| {
         format!("failed to make the container's directory {}", path.join(&name).display())
     })?;
     Ok((name, dir, lock))
