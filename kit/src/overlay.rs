@@ -259,7 +259,7 @@ fn claim(containers: &Dir, path: &Path) -> Result<(String, Dir, File)> {
     let name = free_name(containers, std::process::id());
     let made = make_container_dir(containers, &name).inspect_err(|err| {
         // Half made (`upper/` on a full disk, say): no Layer owns it yet to
-        // remove it, so take it away here. Unless it was not ours to make.
+        // remove it, so it goes here, unless someone else had made it first.
         if err.kind() != io::ErrorKind::AlreadyExists {
             let _ = containers.remove_dir_all(&name);
         }
