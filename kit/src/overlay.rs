@@ -98,8 +98,8 @@ pub struct Layer {
 
 impl Layer {
     // ANCHOR: create
-    /// (1) The container's directory: found or made the containers' directory,
-    /// removed what killed runtimes left there, and made this container's,
+    /// (1) The container's directory: finds or makes the containers' directory,
+    /// removes what killed runtimes left there, and makes this container's,
     /// with `upper/` (its layer) and `work/` (overlayfs's scratch space).
     pub fn create(options: &Options, rootfs: &Path) -> Result<Layer> {
         let rootless = rootless()?;
@@ -108,7 +108,7 @@ impl Layer {
         }
         let containers_path = match &options.containers_dir {
             Some(dir) => std::path::absolute(dir).context("failed to find --containers-dir")?,
-            None => default_containers_dir(rootless)?,
+            None => default_containers_dir(rootless),
         };
         let rootfs = overlay_paths(rootfs, &containers_path)?;
         check_upper_filesystem(&containers_path)?;
@@ -540,10 +540,10 @@ pub fn check_kernel_for_rootless(release: &str) -> Result<()> {
 }
 
 /// Where the per-container directories go without `--containers-dir`.
-fn default_containers_dir(rootless: bool) -> Result<PathBuf> {
+fn default_containers_dir(rootless: bool) -> PathBuf {
     let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let uid = outer_uid(&uid_map, nix::unistd::geteuid().as_raw()).unwrap_or(0);
-    Ok(containers_dir_for(rootless, std::env::var_os("XDG_RUNTIME_DIR").as_deref(), uid))
+    containers_dir_for(rootless, std::env::var_os("XDG_RUNTIME_DIR").as_deref(), uid)
 }
 
 // ANCHOR: where
