@@ -661,6 +661,12 @@ fn explain_mount_failure(err: Errno, rootless: bool, containers: &Path) -> anyho
              can, unless a security module forbids it)\nhint: run as root (with sudo), not rootless",
             ROOTLESS_OVERLAY_SINCE.0, ROOTLESS_OVERLAY_SINCE.1
         ),
+        // overlayfs makes its own directories in `work/` as it mounts.
+        Errno::ENOSPC | Errno::EDQUOT => format!(
+            "the filesystem of {} is full\n\
+             hint: free some space there, or choose another place with --containers-dir",
+            containers.display()
+        ),
         Errno::EINVAL => format!(
             "the kernel refused the overlay: maybe the filesystem of {} cannot hold an upper layer\n\
              hint: `sudo dmesg | tail` shows the kernel's reason\n\
