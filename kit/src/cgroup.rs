@@ -577,8 +577,9 @@ impl Cgroup {
                 report(said);
             }
             let version = layout.version;
-            let tree = make(&base, &options.cgroup_parent, &cgroup.name, version, controllers)?;
-            cgroup.trees.push(tree);
+            let tree = make(&base, &options.cgroup_parent, &cgroup.name, version, controllers)
+                .inspect_err(|_| unmake(&base, &options.cgroup_parent, &cgroup.name))?;
+            cgroup.trees.push(tree); // from here on, dropping `cgroup` removes it
         }
         Ok(cgroup)
     }
@@ -667,6 +668,19 @@ fn make(
     bail!("failed to make the cgroup {}: its parent kept disappearing", path.display())
 }
 // ANCHOR_END: make
+
+/// After (3) failed in one tree: removes what it made there before it failed,
+/// from `base/parent/name` up, while empty (a parent another container uses is
+/// not). By path, as (3) is done before pivot_root, with the host's tree in sight.
+fn unmake(base: &Path, parent: &str, name: &str) {
+    let own = base.join(parent).join(name);
+    let _ = std::fs::remove_dir(&own); // perhaps never made
+    for level in own.ancestors().skip(1).take_while(|level| *level != base) {
+        if std::fs::remove_dir(level).is_err() {
+            break;
+        }
+    }
+}
 
 /// Writes `value` to the file `name` of the cgroup at `dir` (`path` on the
 /// host, for messages), in one write(2), as the kernel wants it.
@@ -1178,6 +1192,25 @@ mod tests {
         let err = cgroup.remove().unwrap_err();
         assert_eq!(read(dir.join("cgroup.kill")), "1", "remove() should write 1 to cgroup.kill");
         assert!(format!("{err:#}").contains("Directory not empty"), "{err:#}");
+    }
+
+    /// (3) failing halfway leaves nothing: here the new `container-workshop`
+    /// has no `cgroup.subtree_control` (a fake's), so enabling the controllers
+    /// for its children fails after its mkdir. The tree was as before.
+    #[test]
+    fn v2_make_failing_halfway_removes_what_it_made() {
+        let root = fake_v2("memory pids cpu\n");
+        let layout = detect(&mount_line(30, root.path(), "cgroup2", "rw"), "0::/\n").unwrap();
+        let ls = |dir: &Path| {
+            let mut names: Vec<_> =
+                fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            names
+        };
+        let before = ls(root.path());
+        let err = Cgroup::make(&layout, &args(&["--pids", "20"]), |_| true).unwrap_err();
+        assert!(format!("{err:#}").contains("cgroup.subtree_control"), "{err:#}");
+        assert_eq!(ls(root.path()), before, "{WORKSHOP} should be gone again");
     }
 
     /// (7) as the kernel removes a cgroup: its files go with it. Our level

@@ -98,8 +98,8 @@ pub struct Layer {
 
 impl Layer {
     // ANCHOR: create
-    /// (1) The container's directory: found or made the containers' directory,
-    /// removed what killed runtimes left there, and made this container's,
+    /// (1) The container's directory: finds or makes the containers' directory,
+    /// removes what killed runtimes left there, and makes this container's,
     /// with `upper/` (its layer) and `work/` (overlayfs's scratch space).
     pub fn create(options: &Options, rootfs: &Path) -> Result<Layer> {
         let rootless = rootless()?;
@@ -108,7 +108,7 @@ impl Layer {
         }
         let containers_path = match &options.containers_dir {
             Some(dir) => std::path::absolute(dir).context("failed to find --containers-dir")?,
-            None => default_containers_dir(rootless)?,
+            None => default_containers_dir(rootless),
         };
         let rootfs = overlay_paths(rootfs, &containers_path)?;
         check_upper_filesystem(&containers_path)?;
@@ -257,7 +257,14 @@ fn claim(containers: &Dir, path: &Path) -> Result<(String, Dir, File)> {
         ));
     }
     let name = free_name(containers, std::process::id());
-    let (dir, lock) = make_container_dir(containers, &name).with_context(|| {
+    let made = make_container_dir(containers, &name).inspect_err(|err| {
+        // Half made (`upper/` on a full disk, say): no Layer owns it yet to
+        // remove it, so it goes here, unless someone else had made it first.
+        if err.kind() != io::ErrorKind::AlreadyExists {
+            let _ = containers.remove_dir_all(&name);
+        }
+    });
+    let (dir, lock) = made.with_context(|| {
         format!("failed to make the container's directory {}", path.join(&name).display())
     })?;
     Ok((name, dir, lock))
@@ -533,10 +540,10 @@ pub fn check_kernel_for_rootless(release: &str) -> Result<()> {
 }
 
 /// Where the per-container directories go without `--containers-dir`.
-fn default_containers_dir(rootless: bool) -> Result<PathBuf> {
+fn default_containers_dir(rootless: bool) -> PathBuf {
     let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let uid = outer_uid(&uid_map, nix::unistd::geteuid().as_raw()).unwrap_or(0);
-    Ok(containers_dir_for(rootless, std::env::var_os("XDG_RUNTIME_DIR").as_deref(), uid))
+    containers_dir_for(rootless, std::env::var_os("XDG_RUNTIME_DIR").as_deref(), uid)
 }
 
 // ANCHOR: where
@@ -653,6 +660,12 @@ fn explain_mount_failure(err: Errno, rootless: bool, containers: &Path) -> anyho
             "this kernel does not let a user namespace mount an overlay (Linux {}.{} or later \
              can, unless a security module forbids it)\nhint: run as root (with sudo), not rootless",
             ROOTLESS_OVERLAY_SINCE.0, ROOTLESS_OVERLAY_SINCE.1
+        ),
+        // overlayfs makes its own directories in `work/` as it mounts.
+        Errno::ENOSPC | Errno::EDQUOT => format!(
+            "the filesystem of {} is full\n\
+             hint: free some space there, or choose another place with --containers-dir",
+            containers.display()
         ),
         Errno::EINVAL => format!(
             "the kernel refused the overlay: maybe the filesystem of {} cannot hold an upper layer\n\

@@ -17,8 +17,7 @@ use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
-use kit::article;
-use kit::{dev, init, pivot_root};
+use kit::{article, dev, init, pivot_root};
 
 /// Run COMMAND in a container whose PID 1 is a small init: it reaps zombies,
 /// passes signals on to COMMAND, and exits with COMMAND's status.
