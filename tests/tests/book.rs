@@ -428,6 +428,7 @@ fn one_address_per_link_text() {
             }
         }
     }
+    assert!(!seen.is_empty(), "no [text](https://…) link found: is `external_links` still right?");
     let problems: Vec<String> = seen
         .iter()
         .filter(|(_, addresses)| addresses.len() > 1)
