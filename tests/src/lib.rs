@@ -23,6 +23,12 @@ pub mod transcript;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+// `#[template]` (see `every_step`) makes a macro that calls rstest_reuse's
+// own, so the crate that exports a template names rstest_reuse at its root.
+// The template is tokens: its `#[rstest]` and `Step` are the test file's.
+pub use rstest_reuse;
+use rstest_reuse::template;
+
 pub use privilege::{Privilege, privilege, require_privilege};
 pub use rootfs::{ROOTFS, RootfsCopy, alpine_rootfs, manifest, manifest_changes, with_rootfs};
 pub use run::{Output, Runner, Running};
@@ -31,6 +37,26 @@ pub use transcript::Transcript;
 /// The workshop's steps, from the table that `cargo xtask` uses too
 /// (xtask/src/steps.rs): their names, arguments, sources and chapters.
 pub use xtask::steps::Step;
+
+/// Every step, one rstest case each: a test that holds on every step says
+/// `#[apply(every_step)]` (with `use rstest_reuse::apply;` and
+/// `use workshop_tests::every_step;`) and takes `#[case] step: Step`.
+/// The cases are named after the steps, so `cargo xtask grade step04` picks
+/// `case_4_step04_full_demo` of each such test; a new step is added here, once.
+/// Tests that take more per-step arguments, or hold on some steps only, list
+/// their cases themselves.
+#[template]
+#[export]
+#[rstest]
+#[case::step01_chroot(Step::Step01Chroot)]
+#[case::step02_unshare_cli(Step::Step02UnshareCli)]
+#[case::step03_pid_ns(Step::Step03PidNs)]
+#[case::step04_full_demo(Step::Step04FullDemo)]
+#[case::step05_pivot_root(Step::Step05PivotRoot)]
+#[case::step06_init(Step::Step06Init)]
+#[case::step07_overlay(Step::Step07Overlay)]
+#[case::step08_cgroups(Step::Step08Cgroups)]
+fn every_step(#[case] step: Step) {}
 
 /// The step's binary, built by cargo from the step's own source before the
 /// tests run (see the `[[bin]]` targets in tests/Cargo.toml), under its short

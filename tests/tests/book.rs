@@ -107,10 +107,11 @@ fn snapshot_header_lines(snapshot: &str) -> usize {
 
 #[test]
 fn every_include_resolves() {
-    let mut problems = Vec::new();
+    let (mut problems, mut checked) = (Vec::new(), 0);
     for chapter in chapters() {
         let text = read(&chapter);
         for (line, path, spec) in includes(&text) {
+            checked += 1;
             let file = chapter.parent().expect("chapter dir").join(&path);
             let at = format!("{}:{line}: {{{{#include {path}}}}}", name(&chapter));
             let Ok(content) = std::fs::read_to_string(&file) else {
@@ -139,16 +140,18 @@ fn every_include_resolves() {
             }
         }
     }
+    assert!(checked > 0, "no {{{{#include}}}} found in the book: is `includes` still right?");
     assert!(problems.is_empty(), "broken includes in the book:\n{}", problems.join("\n"));
 }
 
 /// Every `{{#exercise path:anchor}}` renders as the book's preprocessor renders it.
 #[test]
 fn every_exercise_renders() {
-    let mut problems = Vec::new();
+    let (mut problems, mut checked) = (Vec::new(), 0);
     for chapter in chapters() {
         let text = read(&chapter);
         for (line, path, anchor) in directives(&text, "{{#exercise ") {
+            checked += 1;
             let file = chapter.parent().expect("chapter dir").join(&path);
             let at = format!("{}:{line}: {{{{#exercise {path}}}}}", name(&chapter));
             let rendered =
@@ -160,6 +163,7 @@ fn every_exercise_renders() {
             }
         }
     }
+    assert!(checked > 0, "no {{{{#exercise}}}} found in the book: is `directives` still right?");
     assert!(problems.is_empty(), "exercises the book cannot show:\n{}", problems.join("\n"));
 }
 
@@ -424,6 +428,7 @@ fn one_address_per_link_text() {
             }
         }
     }
+    assert!(!seen.is_empty(), "no [text](https://…) link found: is `external_links` still right?");
     let problems: Vec<String> = seen
         .iter()
         .filter(|(_, addresses)| addresses.len() > 1)

@@ -7,7 +7,8 @@
 //! `cargo test step02` runs step02's cases with the rest of step02's tests.
 
 use rstest::rstest;
-use workshop_tests::{ROOTFS, Runner, Step, Transcript, host, scratch, with_rootfs};
+use rstest_reuse::apply;
+use workshop_tests::{ROOTFS, Runner, Step, Transcript, every_step, host, scratch, with_rootfs};
 
 /// The tool a step imitates, and its status for a usage error.
 fn model(step: Step) -> (&'static str, i32) {
@@ -19,15 +20,7 @@ fn model(step: Step) -> (&'static str, i32) {
 
 /// An option nobody has: a usage error, with the model's status, and a
 /// message that names it. Not a command named `--bogus` (status 127).
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn unknown_option_is_a_usage_error(#[case] step: Step) {
     let (tool, code) = model(step);
     let theirs = Runner::program(tool, ["--bogus", "/bin/true"]).run();

@@ -11,8 +11,9 @@
 //! the repository).
 
 use rstest::rstest;
+use rstest_reuse::apply;
 use workshop_tests::run::not_implemented;
-use workshop_tests::{Step, workspace};
+use workshop_tests::{Step, every_step, workspace};
 use xtask::exercise::{self, Region};
 
 fn source(file: &str) -> String {
@@ -42,15 +43,7 @@ fn regions(step: Step) -> Vec<Region> {
 
 /// Every region of the step is written: no `todo!()` is left. In exercise
 /// mode, this says in one line per region what is left to do.
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn regions_are_written(#[case] step: Step) {
     let regions = regions(step);
     let left: Vec<&Region> = regions.iter().filter(|r| !r.is_written()).collect();

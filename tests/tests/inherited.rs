@@ -10,7 +10,8 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{ROOTFS, Runner, Step, Transcript, with_rootfs};
+use rstest_reuse::apply;
+use workshop_tests::{ROOTFS, Runner, Step, Transcript, every_step, with_rootfs};
 
 /// Stands for a `sleep` duration no other run uses, to find the process on the host.
 const SECONDS: &str = "SECONDS";
@@ -88,15 +89,7 @@ fn signals_start_clean(#[case] step: Step, #[case] args: &[&str]) {
 /// loop's shell dies of SIGPIPE once `head` is gone. With SIGPIPE ignored it
 /// would print "Broken pipe" errors for ever, and the harness would stop it
 /// after its timeout and fail.
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn a_pipeline_ends_when_its_reader_does(#[case] step: Step) {
     let output = Runner::in_container(step, &["/bin/sh", "-c", PIPELINE]).run();
     output.expect_success();

@@ -529,27 +529,36 @@ fn enter_refuses_what_is_no_container(#[case] pid: &str, #[case] message: &str) 
 
 /// What the command inherits is what step05's PID 1 inherits from its runtime:
 /// the same signal dispositions and mask (none of the signals the init blocks
-/// for itself, SigBlk 0), and none of the runtime's open files (started here
-/// with /dev/null on descriptor 9).
+/// for itself, SigBlk 0; SIGPIPE not ignored, as the Rust runtime left it),
+/// and none of the runtime's open files (started here with /dev/null on
+/// descriptor 9): `ls` lists 0, 1, 2 and the directory it reads, 3. Those are
+/// checked on step06 itself too, so that a step05 that got them wrong as well
+/// does not make step06 pass.
 #[rstest]
-#[case::step06_signals(&["/bin/grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"])]
-#[case::step06_files(&["/bin/ls", "/proc/self/fd"])]
-fn the_command_starts_as_under_step05(#[case] command: &[&str]) {
+#[case::step06_signals(&["/bin/grep", "-E", "^Sig(Blk|Ign|Cgt)", "/proc/self/status"], None)]
+#[case::step06_files(&["/bin/ls", "/proc/self/fd"], Some(&["0", "1", "2", "3"][..]))]
+fn the_command_starts_as_under_step05(#[case] command: &[&str], #[case] listing: Option<&[&str]>) {
     let run = |step| Runner::in_container(step, command).extra_fd(9).run();
     let (step05, step06) = (run(Step::Step05PivotRoot), run(Step::Step06Init));
     step05.expect_success();
     step06.expect_success();
+    let lines = step06.lines();
+    let mask = |key: &str| -> Vec<u64> {
+        let masks = lines.iter().filter_map(|l| l.strip_prefix(key));
+        masks.map(|m| u64::from_str_radix(m.trim(), 16).expect("a hexadecimal mask")).collect()
+    };
+    let sigpipe = 1 << (libc::SIGPIPE - 1);
+    let clean = mask("SigBlk:").iter().all(|&m| m == 0)
+        && mask("SigIgn:").iter().all(|&m| m & sigpipe == 0)
+        && listing.is_none_or(|listing| lines == listing);
     assert!(
-        step06.stdout == step05.stdout
-            && step06
-                .lines()
-                .iter()
-                .all(|l| !l.starts_with("SigBlk") || l.ends_with("\t0000000000000000")),
+        step06.stdout == step05.stdout && clean,
         "step06: `{}` should print the same under step06, where the init starts the command, as \
          under step05, where the runtime's child becomes it: the command starts clean (the \
-         init's blocked signals unblocked, no descriptor but 0, 1, 2 and the one `ls` opens). \
-         The child of (3) `spawn_command` should call `run_command`, which calls step04's \
-         `start_clean`. See {INIT}, and {}.\nunder step05:\n{step05}\nunder step06:\n{step06}",
+         init's blocked signals unblocked, SIGPIPE at its default action, no descriptor but 0, \
+         1, 2 and the one `ls` opens). The child of (3) `spawn_command` should call \
+         `run_command`, which calls step04's `start_clean`. See {INIT}, and {}.\nunder \
+         step05:\n{step05}\nunder step06:\n{step06}",
         command.join(" "),
         Step::Step06Init.chapter()
     );

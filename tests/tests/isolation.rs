@@ -7,20 +7,15 @@
 //! against a real run.
 
 use rstest::rstest;
-use workshop_tests::{ROOTFS, Runner, Step, Transcript, alpine_rootfs, escape, host, with_rootfs};
+use rstest_reuse::apply;
+use workshop_tests::{
+    ROOTFS, Runner, Step, Transcript, alpine_rootfs, escape, every_step, host, with_rootfs,
+};
 
 /// Inside, the shell is PID 1 and /proc lists only the container's processes.
 /// From step06 on, PID 1 is the init and the shell its child, PID 2. The
 /// probe uses only shell builtins, so it starts no process of its own.
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn pid_view(#[case] step: Step) {
     let probe = "echo \"pid $$\"; for p in /proc/[0-9]*; do echo \"proc ${p#/proc/}\"; done";
     let output = Runner::in_container(step, &[]).stdin(probe).run();
@@ -79,15 +74,7 @@ fn host_sees_two_pids(#[case] step: Step) {
 
 /// `ls /` inside lists the rootfs, and a file on the host is out of reach.
 /// step03 does not chroot: it sees the host's files, which is its lesson.
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn filesystem_view(#[case] step: Step) {
     let marker =
         workshop_tests::scratch().join(format!("marker-{}-{}", step.short(), std::process::id()));

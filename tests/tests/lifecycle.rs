@@ -9,7 +9,8 @@
 
 use nix::sys::signal::Signal;
 use rstest::rstest;
-use workshop_tests::{Output, Runner, Step, Transcript, host, in_background};
+use rstest_reuse::apply;
+use workshop_tests::{Output, Runner, Step, Transcript, every_step, host, in_background};
 
 /// How long a process may take to vanish after the kernel was told to end it.
 const VANISH_SECONDS: f64 = 3.0;
@@ -92,15 +93,7 @@ fn pid1_section(step: Step) -> &'static str {
 }
 
 /// The command's exit status is the runtime's: 0, 1, 42 and 255 come through as they are.
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code: i32) {
     let script = format!("exit {code}");
     let output = Runner::in_container(step, &["/bin/sh", "-c", &script]).run();
@@ -122,15 +115,7 @@ fn exit_status_passes_through(#[case] step: Step, #[values(0, 1, 42, 255)] code:
 /// reports it. step01's shell signals itself (no PID namespace); in steps 02 to
 /// 04 the host SIGKILLs the container's PID 1 (its own SIGTERM would be ignored:
 /// PID 1 gets only the signals it has a handler for).
-#[rstest]
-#[case::step01_chroot(Step::Step01Chroot)]
-#[case::step02_unshare_cli(Step::Step02UnshareCli)]
-#[case::step03_pid_ns(Step::Step03PidNs)]
-#[case::step04_full_demo(Step::Step04FullDemo)]
-#[case::step05_pivot_root(Step::Step05PivotRoot)]
-#[case::step06_init(Step::Step06Init)]
-#[case::step07_overlay(Step::Step07Overlay)]
-#[case::step08_cgroups(Step::Step08Cgroups)]
+#[apply(every_step)]
 fn death_by_signal_gives_128_plus_n(#[case] step: Step) {
     if step == Step::Step01Chroot {
         let output = Runner::in_container(step, &["/bin/sh", "-c", "kill -TERM $$"]).run();
