@@ -338,8 +338,18 @@ fn stderr_closed_keeps_the_status(
     #[case] unprivileged: bool,
     #[case] code: i32,
 ) {
-    let runner = Runner::step(step, with_rootfs(args)).stderr_closed();
-    let output = if unprivileged { runner.unprivileged() } else { runner }.run();
+    let run = |stderr_closed: bool| {
+        let runner = Runner::step(step, with_rootfs(args));
+        let runner = if stderr_closed { runner.stderr_closed() } else { runner };
+        if unprivileged { runner.unprivileged() } else { runner }.run()
+    };
+    let output = run(true);
+    if output.code() == 101 {
+        // A panic. In exercise mode it is a todo!(), whose message the closed
+        // stderr lost: run again with stderr open, where the harness says
+        // which part is not written yet, as it does in every other test.
+        run(false);
+    }
     let (short, chapter) = (step.short(), step.chapter());
     let died = match output.code() {
         101 => " (101: it panicked, as eprintln! does when stderr is gone)",
