@@ -14,7 +14,6 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
 
@@ -59,8 +58,7 @@ pub struct Target {
 /// Runs `args.command` inside the running container that process `args.pid`
 /// belongs to, and returns its status, as `docker exec` and `nsenter` do.
 pub fn enter(args: &Enter) -> Result<ExitCode> {
-    let command: Vec<CString> =
-        args.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = crate::article::c_strings(&args.command)?;
     let target = open_target(args.pid)?;
     join(&target)?; // (6)
     fork_in(&command) // (7)

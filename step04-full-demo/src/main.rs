@@ -62,14 +62,20 @@ pub fn usage(err: clap::Error) -> ExitCode {
 // ANCHOR: run
 fn run(cli: &Cli) -> Result<ExitCode> {
     check_rootfs(&cli.rootfs)?;
-    let command: Vec<CString> =
-        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = c_strings(&cli.command)?;
     new_namespaces()?;
     make_mounts_private()?;
     change_root(&cli.rootfs)?;
     fork_container(&command)
 }
 // ANCHOR_END: run
+
+/// The command as execvp(3) takes it: C strings, each ending in a NUL byte.
+/// Made here, before the fork, because the child must not allocate (see (4)).
+pub fn c_strings(args: &[std::ffi::OsString]) -> Result<Vec<CString>> {
+    let strings = args.iter().map(|arg| CString::new(arg.as_bytes()));
+    Ok(strings.collect::<Result<_, _>>()?)
+}
 
 /// Fail early, with a hint, on the mistakes a learner is most likely to make.
 pub fn check_rootfs(rootfs: &Path) -> Result<()> {

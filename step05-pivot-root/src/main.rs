@@ -12,8 +12,7 @@
 //! proc, exec and wait after. The new ideas are read in full in
 //! `kit/src/pivot_root.rs` and `kit/src/dev.rs`.
 
-use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,8 +51,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let rootfs = &cli.rootfs;
     article::check_rootfs(rootfs)?;
     dev::check_rootfs(rootfs)?;
-    let command: Vec<CString> =
-        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = article::c_strings(&cli.command)?;
     article::new_namespaces()?; // as step04: new mount and PID namespaces
     article::make_mounts_private()?; // as step04: our mounts stay ours
     pivot_root::bind_on_itself(rootfs)?; // (1) the rootfs becomes a mount point

@@ -12,8 +12,8 @@
 //! running container, as `docker exec` does (`kit/src/enter.rs`): (6) join its
 //! namespaces and root, (7) fork into its PID namespace.
 
-use std::ffi::{CString, OsString};
-use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
+use std::ffi::OsString;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
@@ -69,8 +69,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let rootfs = &cli.rootfs;
     article::check_rootfs(rootfs)?;
     dev::check_rootfs(rootfs)?;
-    let command: Vec<CString> =
-        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = article::c_strings(&cli.command)?;
     article::new_namespaces()?; // as step04: new mount and PID namespaces
     article::make_mounts_private()?; // as step04: our mounts stay ours
     pivot_root::bind_on_itself(rootfs)?; // as step05: the rootfs becomes a mount point

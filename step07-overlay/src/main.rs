@@ -14,8 +14,8 @@
 //! taught is called from `kit`: step04's namespaces, step05's root and /dev,
 //! step06's init.
 
-use std::ffi::{CString, OsString};
-use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
+use std::ffi::OsString;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
@@ -55,8 +55,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let rootfs = &cli.rootfs;
     article::check_rootfs(rootfs)?;
     dev::check_rootfs(rootfs)?;
-    let command: Vec<CString> =
-        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = article::c_strings(&cli.command)?;
     article::new_namespaces()?; // as step04: new mount and PID namespaces
     article::make_mounts_private()?; // as step04: our mounts stay ours
     let mut layer = Layer::create(&cli.overlay, rootfs)?; // (1) the container's directory

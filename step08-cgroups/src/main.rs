@@ -14,8 +14,8 @@
 //! taught is called from `kit`: step04's namespaces, step05's root and /dev,
 //! step06's init, step07's overlay.
 
-use std::ffi::{CString, OsString};
-use std::{os::unix::ffi::OsStrExt, path::PathBuf, process::ExitCode};
+use std::ffi::OsString;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::Parser;
@@ -58,8 +58,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     let rootfs = &cli.rootfs;
     article::check_rootfs(rootfs)?;
     dev::check_rootfs(rootfs)?;
-    let command: Vec<CString> =
-        cli.command.iter().map(|arg| CString::new(arg.as_bytes())).collect::<Result<_, _>>()?;
+    let command = article::c_strings(&cli.command)?;
     let cgroup = Cgroup::create(&cli.cgroup)?; // (1) to (4), while the host's cgroups are in sight
     article::new_namespaces()?; // as step04: new mount and PID namespaces
     article::make_mounts_private()?; // as step04: our mounts stay ours

@@ -22,6 +22,7 @@ use workshop_tests::{ROOTFS, Runner, Step, with_rootfs};
 fn step04_functions_are_there_for_later_steps() {
     type Argv<'a> = &'a [*const libc::c_char];
     let _: fn(&Path) -> anyhow::Result<()> = article::check_rootfs;
+    let _: fn(&[std::ffi::OsString]) -> anyhow::Result<Vec<CString>> = article::c_strings;
     let _: fn() -> anyhow::Result<()> = article::new_namespaces;
     let _: fn() -> anyhow::Result<()> = article::make_mounts_private;
     let _: fn(&Path) -> anyhow::Result<()> = article::change_root;
